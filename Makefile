@@ -1,0 +1,42 @@
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X github.com/prometheus/common/version.Version=$(VERSION) \
+            -X github.com/prometheus/common/version.Revision=$(REVISION)
+
+.PHONY: all build test test-short vet fmt fuzz bench clean
+
+all: vet build test
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o stormwatch ./cmd/stormwatch
+
+# The full suite. Run as root: the kernel tests create network namespaces
+# (they skip, saying why, without root).
+test:
+	$(GO) test -race -count=1 ./...
+
+# Unit tests only: no namespaces, no root.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt needed"; exit 1)
+
+fmt:
+	gofmt -w .
+
+# Each parser's fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseConntrackStat -fuzztime $(FUZZTIME)
+	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseSysctl -fuzztime $(FUZZTIME)
+	$(GO) test ./collector -run '^$$' -fuzz FuzzParseInetDiagMsg -fuzztime $(FUZZTIME)
+
+# Collection-cycle benchmarks against a namespace full of sockets (root).
+bench:
+	$(GO) test ./collector -run '^$$' -bench . -benchmem -benchtime 200x
+
+clean:
+	rm -f stormwatch

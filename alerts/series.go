@@ -1,0 +1,135 @@
+package alerts
+
+import (
+	"math"
+	"slices"
+)
+
+// A series is the points of one variable over a window, oldest first, with
+// NaN values left out. Times are seconds relative to the evaluation time
+// (zero or negative), which keeps the least-squares sums well conditioned.
+type series struct {
+	t, v []float64
+}
+
+func (s *series) reset() { s.t, s.v = s.t[:0], s.v[:0] }
+
+func (s *series) add(t, v float64) {
+	if math.IsNaN(v) {
+		return
+	}
+	s.t = append(s.t, t)
+	s.v = append(s.v, v)
+}
+
+// counterDelta is how much a counter rose from a to b. A drop means the
+// counter restarted from zero (the daemon or a module reloaded, a
+// namespace was recreated), so b itself is the rise since the restart.
+func counterDelta(a, b float64) float64 {
+	if b < a {
+		return b
+	}
+	return b - a
+}
+
+// increase returns how much a counter rose over the series and the
+// seconds the series spans, or NaN with fewer than two points. Unlike
+// Prometheus it does not extrapolate to the window's edges: at 1 Hz the
+// window is covered to within a second.
+func (s *series) increase() (inc, span float64) {
+	if len(s.v) < 2 {
+		return math.NaN(), 0
+	}
+	for i := 1; i < len(s.v); i++ {
+		inc += counterDelta(s.v[i-1], s.v[i])
+	}
+	return inc, s.t[len(s.t)-1] - s.t[0]
+}
+
+// rate returns the per-second rise of a counter over the series.
+func (s *series) rate() float64 {
+	inc, span := s.increase()
+	if math.IsNaN(inc) || span <= 0 {
+		return math.NaN()
+	}
+	return inc / span
+}
+
+// max returns the highest value of the series, NaN when empty.
+func (s *series) max() float64 {
+	if len(s.v) == 0 {
+		return math.NaN()
+	}
+	return slices.Max(s.v)
+}
+
+// timeToLimit returns the seconds until a least-squares line fitted
+// through the series reaches limit, counted from time 0 (the evaluation
+// time), like PromQL's predict_linear solved for the time. It is 0 when
+// the latest point or the fitted line is already at the limit, and +Inf
+// when the line is flat or falling or there are fewer than two points.
+func (s *series) timeToLimit(limit float64) float64 {
+	n := len(s.v)
+	if math.IsNaN(limit) {
+		return math.NaN()
+	}
+	if n > 0 && s.v[n-1] >= limit {
+		return 0
+	}
+	if n < 2 {
+		return math.Inf(1)
+	}
+	var mt, mv float64
+	for i := range n {
+		mt += s.t[i]
+		mv += s.v[i]
+	}
+	mt /= float64(n)
+	mv /= float64(n)
+	var cov, vart float64
+	for i := range n {
+		dt := s.t[i] - mt
+		cov += dt * (s.v[i] - mv)
+		vart += dt * dt
+	}
+	if vart == 0 {
+		return math.Inf(1)
+	}
+	slope := cov / vart
+	if !(slope > 0) {
+		return math.Inf(1)
+	}
+	now := mv - slope*mt // the fitted value at time 0
+	if now >= limit {
+		return 0
+	}
+	return (limit - now) / slope
+}
+
+// minBaselineIntervals is how many sampling intervals a baseline needs
+// before it is trusted; with fewer, baseline_rate is no data.
+const minBaselineIntervals = 10
+
+// medianRate returns the median of the per-second rates of a counter
+// between consecutive points: the host's typical rate, which a burst
+// covering less than half of the series does not move. buf is scratch
+// space; the result is NaN with fewer than minBaselineIntervals intervals.
+func (s *series) medianRate(buf []float64) (float64, []float64) {
+	buf = buf[:0]
+	for i := 1; i < len(s.v); i++ {
+		dt := s.t[i] - s.t[i-1]
+		if dt <= 0 {
+			continue
+		}
+		buf = append(buf, counterDelta(s.v[i-1], s.v[i])/dt)
+	}
+	if len(buf) < minBaselineIntervals {
+		return math.NaN(), buf
+	}
+	slices.Sort(buf)
+	m := len(buf) / 2
+	if len(buf)%2 == 1 {
+		return buf[m], buf
+	}
+	return (buf[m-1] + buf[m]) / 2, buf
+}

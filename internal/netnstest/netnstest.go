@@ -1,0 +1,215 @@
+//go:build linux
+
+package netnstest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Prefix starts the name of every namespace New creates, so that leftovers
+// of a killed test run are easy to find ("ip netns list").
+const Prefix = "stormwatch-"
+
+// cleanupTimeout bounds the "ip netns del" run at the end of a test.
+const cleanupTimeout = 30 * time.Second
+
+// NS is a named network namespace owned by one test.
+type NS struct {
+	name string
+
+	mu sync.RWMutex
+	fd int // open /run/netns/<name>, -1 once closed
+}
+
+// Require skips t unless it runs as root with ip(8) on the PATH: both are
+// needed to create and enter a network namespace.
+func Require(t testing.TB) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skipf("netnstest: network namespaces need Linux, this is %s", runtime.GOOS)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("netnstest: creating a network namespace needs root (CAP_SYS_ADMIN); run the test as root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skipf("netnstest: ip(8) from iproute2 is needed to create a network namespace: %v", err)
+	}
+}
+
+// New creates a fresh network namespace named Prefix plus a random suffix,
+// brings its loopback interface up and deletes the namespace when t ends.
+// It skips t as Require does, and when the host refuses to create
+// namespaces.
+func New(t testing.TB) *NS {
+	t.Helper()
+	Require(t)
+
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatalf("netnstest: random name: %v", err)
+	}
+	n := &NS{name: Prefix + hex.EncodeToString(rnd[:]), fd: -1}
+
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if _, err := runIP(ctx, "netns", "add", n.name); err != nil {
+		if errors.Is(err, errNotPermitted) {
+			t.Skipf("netnstest: this host does not allow creating network namespaces: %v", err)
+		}
+		t.Fatalf("netnstest: %v", err)
+	}
+	t.Cleanup(func() {
+		n.close()
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if _, err := runIP(ctx, "netns", "del", n.name); err != nil {
+			t.Errorf("netnstest: %v", err)
+		}
+	})
+
+	fd, err := unix.Open(n.Path(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("netnstest: open %s: %v", n.Path(), err)
+	}
+	n.fd = fd
+
+	if _, err := runIP(ctx, "-n", n.name, "link", "set", "lo", "up"); err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+	return n
+}
+
+// Name returns the namespace's name, as "ip netns" knows it.
+func (n *NS) Name() string { return n.name }
+
+// Path returns the namespace's bind mount, usable as a namespace file
+// descriptor source (for example netlink.Config.NetNS after opening it).
+func (n *NS) Path() string { return filepath.Join("/run/netns", n.name) }
+
+// Do runs fn on an OS thread that has entered the namespace and returns its
+// error. Sockets fn opens belong to the namespace and stay there after Do
+// returns; so do processes it starts. fn must not call t.FailNow and
+// friends (it runs on another goroutine); a panic in fn is re-raised in the
+// caller.
+//
+// The thread is moved back to its original namespace afterwards. If that
+// fails, Do returns an error and the thread is never handed back to the Go
+// scheduler: it ends with its goroutine.
+func (n *NS) Do(fn func() error) error {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if n.fd < 0 {
+		return fmt.Errorf("netnstest: namespace %s is closed", n.name)
+	}
+
+	type result struct {
+		err      error
+		panicked bool
+		panicVal any
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		runtime.LockOSThread()
+		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: fmt.Errorf("netnstest: open current namespace: %w", err)}
+			return
+		}
+		defer unix.Close(orig)
+		if err := unix.Setns(n.fd, unix.CLONE_NEWNET); err != nil {
+			// Still in the original namespace: the thread is clean.
+			runtime.UnlockOSThread()
+			done <- result{err: fmt.Errorf("netnstest: enter %s: %w", n.name, err)}
+			return
+		}
+
+		returned := false
+		defer func() {
+			if !returned {
+				if p := recover(); p != nil {
+					r.panicked, r.panicVal = true, p
+				} else {
+					r.err = errors.New("netnstest: function passed to Do called runtime.Goexit (t.FailNow?)")
+				}
+			}
+			if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+				// Leave the thread locked: the runtime terminates it when
+				// this goroutine exits.
+				r.err = errors.Join(r.err, fmt.Errorf("netnstest: leave %s: %w", n.name, err))
+			} else {
+				runtime.UnlockOSThread()
+			}
+			done <- r
+		}()
+		r.err = fn()
+		returned = true
+	}()
+
+	r := <-done
+	if r.panicked {
+		panic(r.panicVal)
+	}
+	return r.err
+}
+
+// Exec runs the named program with args inside the namespace ("ip netns
+// exec") and returns its standard output. The error carries the program's
+// standard error.
+func (n *NS) Exec(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return run(n.Command(ctx, name, args...))
+}
+
+// Command returns an exec.Cmd that runs the named program with args inside
+// the namespace ("ip netns exec"), for callers that need to start it in the
+// background or wire its input and output themselves.
+func (n *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+}
+
+func (n *NS) close() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fd >= 0 {
+		unix.Close(n.fd)
+		n.fd = -1
+	}
+}
+
+// errNotPermitted marks an ip(8) failure that means the host forbids
+// namespaces to this process.
+var errNotPermitted = errors.New("not permitted")
+
+func runIP(ctx context.Context, args ...string) ([]byte, error) {
+	return run(exec.CommandContext(ctx, "ip", args...))
+}
+
+func run(cmd *exec.Cmd) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, "Operation not permitted") || strings.Contains(msg, "Permission denied") {
+			err = fmt.Errorf("%w: %w", errNotPermitted, err)
+		}
+		return out, fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, msg)
+	}
+	return out, nil
+}

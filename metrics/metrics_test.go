@@ -1,0 +1,137 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/stormwatch/stormwatch/collector"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// fixtureSnapshot samples the file-backed sources over a fixture tree and
+// adds a fixed set of listeners, so the exposition is deterministic.
+func fixtureSnapshot(t *testing.T, tree string) *collector.Snapshot {
+	t.Helper()
+	sources, err := collector.NewSources(collector.Config{Root: filepath.Join("..", "testdata", tree)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { collector.CloseSources(sources) })
+	var files []collector.Source
+	for _, s := range sources {
+		if s.Name() != "listeners" {
+			files = append(files, s)
+		}
+	}
+	at := time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
+	snap := collector.NewSampler(files, collector.NewHistory(2)).Sample(context.Background(), at)
+	for i := range snap.Sources {
+		snap.Sources[i].Duration = 1500 * time.Microsecond
+	}
+	snap.Sources = append(snap.Sources, collector.SourceResult{Name: "listeners", Success: true, Duration: 250 * time.Microsecond})
+	snap.Listeners = []collector.Listener{
+		{Addr: netip.MustParseAddr("0.0.0.0"), Port: 6379, Sockets: 1, AcceptQueue: 129, AcceptLimit: 128, MaxFill: 129.0 / 128, SynRecv: 256},
+		{Addr: netip.MustParseAddr("::"), Port: 6379, Sockets: 1, AcceptQueue: 3, AcceptLimit: 128, MaxFill: 3.0 / 128, SynRecv: 12},
+		{Addr: netip.MustParseAddr("127.0.0.1"), Port: 16379, Sockets: 4, AcceptQueue: 0, AcceptLimit: 2048, SynRecv: 0},
+	}
+	snap.SynRecv = collector.SynRecvInfo{Time: at.Add(-time.Second), Ran: false, Reason: "signal", Dumps: 42, Retries: 1}
+	return snap
+}
+
+func render(t *testing.T, snap *collector.Snapshot) []byte {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewExporter(func() *collector.Snapshot { return snap }, BuildInfo{Version: "1.2.3", Revision: "abc"}))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if mf.GetName() == "stormwatch_build_info" {
+			// goversion changes with the toolchain.
+			mf.Metric[0].Label[0].Value = new("goX")
+		}
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func TestGolden(t *testing.T) {
+	for _, tree := range []string{"linux-6.18", "linux-2.6.32", "no-conntrack"} {
+		t.Run(tree, func(t *testing.T) {
+			got := render(t, fixtureSnapshot(t, tree))
+			golden := filepath.Join("testdata", tree+".prom")
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./metrics -update to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), string(got)); diff != "" {
+				t.Errorf("exposition differs from %s (-want +got):\n%s", golden, diff)
+			}
+			promtoolCheck(t, got)
+		})
+	}
+}
+
+// promtoolCheck runs `promtool check metrics`, the linter users run.
+func promtoolCheck(t *testing.T, exposition []byte) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("promtool not installed: .ci/run must install prometheus")
+		}
+		t.Log("promtool not installed (package prometheus): lint skipped")
+		return
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(exposition)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Errorf("promtool check metrics:\n%s", out)
+			return
+		}
+		t.Fatal(err)
+	}
+}
+
+func TestNoSnapshotYet(t *testing.T) {
+	got := render(t, nil)
+	if !bytes.Contains(got, []byte("stormwatch_build_info")) || bytes.Contains(got, []byte("stormwatch_conntrack")) {
+		t.Errorf("before the first sample only build_info is exported, got:\n%s", got)
+	}
+}
+
+func TestFailedListenersSourceExportsNoListenerSeries(t *testing.T) {
+	snap := collector.NewSnapshot(time.Unix(0, 0))
+	snap.Sources = []collector.SourceResult{{Name: "listeners", Err: errors.New("boom")}}
+	got := render(t, snap)
+	if bytes.Contains(got, []byte("stormwatch_listener_")) {
+		t.Errorf("listener series exported for a failed source:\n%s", got)
+	}
+	if !bytes.Contains(got, []byte(`stormwatch_collector_success{collector="listeners"} 0`)) {
+		t.Errorf("collector_success 0 missing:\n%s", got)
+	}
+}

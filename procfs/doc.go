@@ -1,0 +1,18 @@
+// Package procfs reads the parts of /proc that describe a connection storm:
+// the sysctls that size the SYN and accept queues and the conntrack table,
+// the TcpExt and Tcp counters, and the conntrack per-CPU statistics.
+//
+// Every reader is rooted at a directory given to NewFS ("/" in production, a
+// fixture tree under testdata/ in tests) and splits reading (a size-capped
+// read with no stat) from parsing (a pure function of an io.Reader, fuzzed).
+//
+// The TcpExt and Tcp counters are parsed by github.com/prometheus/procfs.
+// /proc/net/stat/nf_conntrack is parsed here, by its header names, because
+// prometheus/procfs either globs and parses every file in /proc/net/stat on
+// each call (FS.NetStat) or maps columns by position with pre-6.x names
+// (FS.ConntrackStat).
+//
+// A file the kernel does not provide (a module not loaded, an older kernel)
+// yields an error wrapping os.ErrNotExist; a file that cannot be parsed
+// yields one wrapping ErrFileParse.
+package procfs

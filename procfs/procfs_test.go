@@ -1,0 +1,204 @@
+package procfs
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func fixture(t testing.TB, name string) FS {
+	t.Helper()
+	fs, err := NewFS(filepath.Join("..", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+var nanEqual = cmpopts.EquateNaNs()
+
+func TestSysctl(t *testing.T) {
+	tests := []struct {
+		tree, name string
+		want       []int64
+		wantErr    error
+	}{
+		{"linux-6.18", "net.core.somaxconn", []int64{4096}, nil},
+		{"linux-6.18", "net.ipv4.tcp_max_syn_backlog", []int64{2048}, nil},
+		{"linux-6.18", "net.ipv4.tcp_syncookies", []int64{1}, nil},
+		{"linux-6.18", "net.ipv4.ip_local_port_range", []int64{32768, 60999}, nil},
+		{"linux-6.18", "net.netfilter.nf_conntrack_max", []int64{262144}, nil},
+		{"linux-2.6.32", "net.core.somaxconn", []int64{128}, nil},
+		{"linux-2.6.32", "net.netfilter.nf_conntrack_count", []int64{62882}, nil},
+		{"no-conntrack", "net.netfilter.nf_conntrack_max", nil, os.ErrNotExist},
+		{"linux-6.18", "net/../../etc", nil, ErrFileParse},
+		{"linux-6.18", "", nil, ErrFileParse},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tree+"/"+tt.name, func(t *testing.T) {
+			got, err := fixture(t, tt.tree).Sysctl(tt.name)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Sysctl(%q) error = %v, want %v", tt.name, err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Sysctl(%q) (-want +got):\n%s", tt.name, diff)
+			}
+		})
+	}
+}
+
+func TestParseSysctlErrors(t *testing.T) {
+	for _, in := range []string{"", "  \n", "abc", "12 x", "99999999999999999999"} {
+		if _, err := parseSysctl(bytes.NewReader([]byte(in))); !errors.Is(err, ErrFileParse) {
+			t.Errorf("parseSysctl(%q) error = %v, want ErrFileParse", in, err)
+		}
+	}
+}
+
+func TestTCPStats(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		tree string
+		want TCP
+	}{
+		{"linux-6.18", TCP{
+			ListenOverflows: 0, ListenDrops: 0,
+			SyncookiesSent: 0, SyncookiesRecv: 0, SyncookiesFailed: 0,
+			TCPReqQFullDrop: 0, TCPReqQFullDoCookies: 0,
+			ActiveOpens: 24, PassiveOpens: 2, AttemptFails: 0, EstabResets: 0, CurrEstab: 0,
+		}},
+		// The older layout has no TCPReqQFull* fields: they stay NaN.
+		{"linux-2.6.32", TCP{
+			ListenOverflows: 52311, ListenDrops: 52311,
+			SyncookiesSent: 1843, SyncookiesRecv: 1702, SyncookiesFailed: 96,
+			TCPReqQFullDrop: nan, TCPReqQFullDoCookies: nan,
+			ActiveOpens: 1203312, PassiveOpens: 88412300, AttemptFails: 2231,
+			EstabResets: 901223, CurrEstab: 10231,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tree, func(t *testing.T) {
+			got, err := fixture(t, tt.tree).TCPStats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got, nanEqual); diff != "" {
+				t.Errorf("TCPStats (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestTCPStatsMissing(t *testing.T) {
+	got, err := fixture(t, "empty").TCPStats()
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("error = %v, want os.ErrNotExist", err)
+	}
+	if !math.IsNaN(got.ListenOverflows) || !math.IsNaN(got.PassiveOpens) {
+		t.Errorf("missing files gave values: %+v", got)
+	}
+}
+
+func TestConntrackStat(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		tree    string
+		want    ConntrackStat
+		wantErr error
+	}{
+		{tree: "linux-6.18", want: ConntrackStat{CPUs: 2}},
+		// The 2.6.32 layout has searched/delete_list and no
+		// search_restart, clashres or chaintoolong.
+		{tree: "linux-2.6.32", want: ConntrackStat{
+			Entries: 0xf5a2, Found: 0x12a4b1 + 0x13b5c2, Invalid: 0xc1 + 0xd2,
+			Insert: 0x3fa112 + 0x40b223, InsertFailed: 3 + 1, Drop: 0x11 + 0x4,
+			EarlyDrop: 0, ICMPError: 0,
+			SearchRestart: nan, ClashResolve: nan, ChainTooLong: nan, CPUs: 2,
+		}},
+		{tree: "no-conntrack", wantErr: os.ErrNotExist},
+		{tree: "no-conntrack-procfs", wantErr: os.ErrNotExist},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tree, func(t *testing.T) {
+			got, err := fixture(t, tt.tree).ConntrackStat()
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("error = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if diff := cmp.Diff(tt.want, got, nanEqual); diff != "" {
+				t.Errorf("ConntrackStat (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseConntrackStatErrors(t *testing.T) {
+	tests := map[string]string{
+		"empty":        "",
+		"blank header": "\n",
+		"no rows":      "entries drop\n",
+		"short row":    "entries drop\n00000001\n",
+		"not hex":      "entries drop\n00000001 zz\n",
+		"overflow":     "entries drop\n00000001 11111111111111111111\n",
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := parseConntrackStat(bytes.NewReader([]byte(in))); !errors.Is(err, ErrFileParse) {
+				t.Errorf("error = %v, want ErrFileParse", err)
+			}
+		})
+	}
+}
+
+func TestReadFileCap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big")
+	if err := os.WriteFile(path, make([]byte, maxFileSize+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readFile(path); !errors.Is(err, ErrFileTooLarge) {
+		t.Errorf("error = %v, want ErrFileTooLarge", err)
+	}
+}
+
+func FuzzParseConntrackStat(f *testing.F) {
+	for _, tree := range []string{"linux-6.18/proc/1", "linux-2.6.32/proc/4242"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", tree, "net", "stat", "nf_conntrack"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("entries drop\n1 2\n3\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<16 {
+			t.Skip("over the fuzz size cap")
+		}
+		st, err := parseConntrackStat(bytes.NewReader(b))
+		if err == nil && st.CPUs == 0 {
+			t.Errorf("no error but no CPU rows for %q", b)
+		}
+	})
+}
+
+func FuzzParseSysctl(f *testing.F) {
+	for _, s := range []string{"4096\n", "32768\t60999\n", "-1", ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<16 {
+			t.Skip("over the fuzz size cap")
+		}
+		v, err := parseSysctl(bytes.NewReader(b))
+		if err == nil && len(v) == 0 {
+			t.Errorf("no error but no values for %q", b)
+		}
+	})
+}
