@@ -180,10 +180,10 @@ func ssSynRecv(t testing.TB, ns *netnstest.NS, port uint16) int {
 	return len(ssLines(t, ns, "-Htn", "state", "syn-recv", fmt.Sprintf("( sport = :%d )", port)))
 }
 
-// collectOnce runs one cycle of src into a fresh Snapshot.
-func collectOnce(t testing.TB, src *listenerSource, tcp TCPCounters) *Snapshot {
+// collectOnce runs the cycle at now of src into a fresh Snapshot.
+func collectOnce(t testing.TB, src *listenerSource, now time.Time, tcp TCPCounters) *Snapshot {
 	t.Helper()
-	s := NewSnapshot(time.Now())
+	s := NewSnapshot(now)
 	s.TCP = tcp
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -191,6 +191,16 @@ func collectOnce(t testing.TB, src *listenerSource, tcp TCPCounters) *Snapshot {
 		t.Fatalf("Collect: %v", err)
 	}
 	return s
+}
+
+// newTickClock returns a clock for cycle times that advances one second per
+// call, as the sampler's ticks do.
+func newTickClock() func() time.Time {
+	now := time.Now()
+	return func() time.Time {
+		now = now.Add(time.Second)
+		return now
+	}
 }
 
 func findListener(s *Snapshot, addr netip.Addr, port uint16) (Listener, bool) {
@@ -254,7 +264,7 @@ func TestListenersAcceptQueueMatchesSS(t *testing.T) {
 
 			eventually(t, func() string {
 				recvQ, sendQ := ssListenQueue(t, ns, port)
-				s := collectOnce(t, src, TCPCounters{})
+				s := collectOnce(t, src, time.Now(), TCPCounters{})
 				got, ok := findListener(s, tc.reported, port)
 				if !ok {
 					return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, s.Listeners)
@@ -284,7 +294,7 @@ func TestListenersSynRecvMatchesSS(t *testing.T) {
 
 			eventually(t, func() string {
 				want := ssSynRecv(t, ns, port)
-				s := collectOnce(t, src, TCPCounters{})
+				s := collectOnce(t, src, time.Now(), TCPCounters{})
 				got, ok := findListener(s, tc.reported, port)
 				if !ok {
 					return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, s.Listeners)
@@ -308,9 +318,10 @@ func TestListenersSynRecvCadence(t *testing.T) {
 	ns := netnstest.New(t)
 	port := listenIn(t, ns, netip.AddrPortFrom(loopback4, 0), 128, false)
 	src := newNSSource(t, ns, ListenerConfig{SynRecvInterval: time.Hour})
-	quiet := NewSnapshot(time.Time{}).TCP // all NaN: no counter signal
+	quiet := quietTCP()
+	clock := newTickClock()
 
-	s := collectOnce(t, src, quiet)
+	s := collectOnce(t, src, clock(), quiet)
 	if !s.SynRecv.Ran || s.SynRecv.Reason != reasonInterval || s.SynRecv.Dumps != 1 {
 		t.Fatalf("first cycle: %+v, want a dump for the interval", s.SynRecv)
 	}
@@ -327,7 +338,7 @@ func TestListenersSynRecvCadence(t *testing.T) {
 	})
 	tcp := quiet
 	tcp.SyncookiesSent = 100
-	s = collectOnce(t, src, tcp)
+	s = collectOnce(t, src, clock(), tcp)
 	l, _ := findListener(s, loopback4, port)
 	if s.SynRecv.Ran || s.SynRecv.Dumps != 1 || !s.SynRecv.Time.Equal(first) || l.SynRecv != 0 {
 		t.Fatalf("quiet cycle: %+v, listener %+v: want no dump and the old count carried", s.SynRecv, l)
@@ -335,14 +346,14 @@ func TestListenersSynRecvCadence(t *testing.T) {
 
 	// SYN cookies sent: the dump runs and finds them.
 	tcp.SyncookiesSent = 101
-	s = collectOnce(t, src, tcp)
+	s = collectOnce(t, src, clock(), tcp)
 	l, _ = findListener(s, loopback4, port)
 	if !s.SynRecv.Ran || s.SynRecv.Reason != reasonSignal || s.SynRecv.Dumps != 2 || l.SynRecv != 4 {
 		t.Fatalf("signal cycle: %+v, listener %+v: want a dump for the signal finding 4", s.SynRecv, l)
 	}
 
 	// It keeps running while half-opens remain.
-	s = collectOnce(t, src, tcp)
+	s = collectOnce(t, src, clock(), tcp)
 	if !s.SynRecv.Ran || s.SynRecv.Reason != reasonSignal {
 		t.Fatalf("follow-up cycle: %+v, want a dump while half-opens remain", s.SynRecv)
 	}
@@ -352,14 +363,15 @@ func TestListenersAcceptQueueSignal(t *testing.T) {
 	ns := netnstest.New(t)
 	port := listenIn(t, ns, netip.AddrPortFrom(loopback4, 0), 128, false)
 	src := newNSSource(t, ns, ListenerConfig{SynRecvInterval: time.Hour})
-	quiet := NewSnapshot(time.Time{}).TCP
-	collectOnce(t, src, quiet)
-	if s := collectOnce(t, src, quiet); s.SynRecv.Ran {
+	quiet := quietTCP()
+	clock := newTickClock()
+	collectOnce(t, src, clock(), quiet)
+	if s := collectOnce(t, src, clock(), quiet); s.SynRecv.Ran {
 		t.Fatalf("idle cycle ran the SYN_RECV dump: %+v", s.SynRecv)
 	}
 	connectIn(t, ns, netip.AddrPortFrom(loopback4, port), 3)
 	eventually(t, func() string {
-		s := collectOnce(t, src, quiet)
+		s := collectOnce(t, src, clock(), quiet)
 		l, _ := findListener(s, loopback4, port)
 		if l.AcceptQueue == 0 {
 			return "accept queue still empty"

@@ -1,0 +1,656 @@
+package collector
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"math"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
+)
+
+// fakeKernel answers sock_diag dumps from a socket table, through nltest.
+type fakeKernel struct {
+	t       *testing.T
+	sockets []inetDiagMsg
+
+	interrupt int                                     // flag the next n dumps NLM_F_DUMP_INTR
+	intrOnly  uint32                                  // only dumps of these states (0: any)
+	nobufs    int                                     // fail the next n dumps with ENOBUFS
+	nlErr     func(family uint8, states uint32) error // an NLMSG_ERROR errno, or nil
+	dialErr   error
+
+	dials    int
+	conns    []*fakeConn
+	requests []string // "family/states" of every dump request
+}
+
+func (k *fakeKernel) open() (diagConn, error) {
+	k.dials++
+	if k.dialErr != nil {
+		return nil, k.dialErr
+	}
+	c := &fakeConn{Conn: nltest.Dial(k.reply)}
+	k.conns = append(k.conns, c)
+	return c, nil
+}
+
+func (k *fakeKernel) reply(reqs []netlink.Message) ([]netlink.Message, error) {
+	req := reqs[0]
+	if len(req.Data) != inetDiagReqV2Len || req.Data[1] != unix.IPPROTO_TCP {
+		k.t.Fatalf("bad inet_diag_req_v2 %x", req.Data)
+	}
+	family, states := req.Data[0], binary.NativeEndian.Uint32(req.Data[4:8])
+	k.requests = append(k.requests, requestName(family, states))
+	if k.nobufs > 0 {
+		k.nobufs--
+		return nil, unix.ENOBUFS
+	}
+	if k.nlErr != nil {
+		if err := k.nlErr(family, states); err != nil {
+			return kernelError(req, err.(unix.Errno))
+		}
+	}
+	var flags netlink.HeaderFlags
+	if k.interrupt > 0 && (k.intrOnly == 0 || k.intrOnly == states) {
+		k.interrupt--
+		flags = netlink.DumpInterrupted
+	}
+	var msgs [][]byte
+	for _, m := range k.sockets {
+		if m.Family == family && states&(1<<m.State) != 0 {
+			msgs = append(msgs, marshalInetDiagMsg(m))
+		}
+	}
+	return dumpReply(req, flags, msgs...), nil
+}
+
+func requestName(family uint8, states uint32) string {
+	f := map[uint8]string{unix.AF_INET: "inet", unix.AF_INET6: "inet6"}[family]
+	s := map[uint32]string{tcpfListen: "listen", tcpfSynRecv: "syn-recv"}[states]
+	return f + "/" + s
+}
+
+// Test sockets.
+func listenSock(addr string, port uint16, rq, wq uint32, v6only bool) inetDiagMsg {
+	a := netip.MustParseAddr(addr)
+	fam := uint8(unix.AF_INET)
+	dst := netip.IPv4Unspecified()
+	if a.Is6() {
+		fam, dst = unix.AF_INET6, netip.IPv6Unspecified()
+	}
+	return inetDiagMsg{Family: fam, State: tcpListen, Src: a, SrcPort: port, Dst: dst,
+		RQueue: rq, WQueue: wq, Inode: uint32(port), V6Only: v6only}
+}
+
+func requestSock(addr string, port uint16) inetDiagMsg {
+	a := netip.MustParseAddr(addr)
+	fam := uint8(unix.AF_INET)
+	if a.Is6() {
+		fam = unix.AF_INET6
+	}
+	return inetDiagMsg{Family: fam, State: tcpSynRecv, Src: a, SrcPort: port, Dst: a, DstPort: 40000}
+}
+
+func testListenerSockets() []inetDiagMsg {
+	return []inetDiagMsg{
+		// An SO_REUSEPORT pair.
+		listenSock("127.0.0.1", 6379, 3, 128, false),
+		listenSock("127.0.0.1", 6379, 10, 128, false),
+		// Separate IPv4 and IPv6-only wildcards.
+		listenSock("0.0.0.0", 6380, 0, 4096, false),
+		listenSock("::", 6380, 1, 4096, true),
+		// A dual-stack wildcard.
+		listenSock("::", 6381, 0, 511, false),
+		// An AF_INET6 socket bound to a v4-mapped address.
+		listenSock("::ffff:10.0.0.1", 6382, 0, 100, false),
+		listenSock("::1", 6383, 0, 100, true),
+		listenSock("0.0.0.0", 22, 0, 0, false),
+
+		requestSock("127.0.0.1", 6379),
+		requestSock("127.0.0.1", 6379),
+		requestSock("10.0.0.5", 6380),         // to 0.0.0.0
+		requestSock("2001:db8::1", 6380),      // to [::]
+		requestSock("::ffff:192.0.2.1", 6381), // IPv4 on the dual-stack [::]
+		requestSock("::1", 6381),
+		requestSock("::ffff:10.0.0.1", 6382),
+		requestSock("127.0.0.1", 6383), // no IPv4 listener on 6383
+		requestSock("10.0.0.9", 9999),  // no listener at all
+		// A full socket in SYN_RECV that has an inode is no request socket.
+		func() inetDiagMsg { m := requestSock("127.0.0.1", 6379); m.Inode = 77; return m }(),
+	}
+}
+
+var (
+	v4Any = netip.IPv4Unspecified()
+	v6Any = netip.IPv6Unspecified()
+)
+
+func wantTestListeners() []Listener {
+	return []Listener{
+		{Addr: v4Any, Port: 22, Sockets: 1},
+		{Addr: netip.MustParseAddr("127.0.0.1"), Port: 6379, Sockets: 2, AcceptQueue: 13, AcceptLimit: 256, MaxFill: 10.0 / 128, SynRecv: 2},
+		{Addr: v4Any, Port: 6380, Sockets: 1, AcceptLimit: 4096, SynRecv: 1},
+		{Addr: v6Any, Port: 6380, Sockets: 1, AcceptQueue: 1, AcceptLimit: 4096, MaxFill: 1.0 / 4096, SynRecv: 1},
+		{Addr: v6Any, Port: 6381, Sockets: 1, AcceptLimit: 511, SynRecv: 2},
+		{Addr: netip.MustParseAddr("10.0.0.1"), Port: 6382, Sockets: 1, AcceptLimit: 100, SynRecv: 1},
+		{Addr: netip.IPv6Loopback(), Port: 6383, Sockets: 1, AcceptLimit: 100},
+	}
+}
+
+func newFakeSource(t *testing.T, k *fakeKernel, cfg ListenerConfig) *listenerSource {
+	t.Helper()
+	k.t = t
+	src, err := newListenerSource(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.open = k.open
+	t.Cleanup(func() { src.Close() })
+	return src
+}
+
+// quietTCP returns counters that carry no storm signal.
+func quietTCP() TCPCounters { return NewSnapshot(time.Time{}).TCP }
+
+func collectAt(t *testing.T, src *listenerSource, now time.Time, tcp TCPCounters) (*Snapshot, error) {
+	t.Helper()
+	s := NewSnapshot(now)
+	s.TCP = tcp
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return s, src.Collect(ctx, s)
+}
+
+func TestListenersCollect(t *testing.T) {
+	k := &fakeKernel{sockets: testListenerSockets()}
+	src := newFakeSource(t, k, ListenerConfig{})
+	now := time.Unix(1_700_000_000, 0)
+	s, err := collectAt(t, src, now, quietTCP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantTestListeners(), s.Listeners, equateAddr); diff != "" {
+		t.Errorf("Listeners (-want +got):\n%s", diff)
+	}
+	// 6379 has a non-empty accept queue.
+	wantInfo := SynRecvInfo{Time: now, Ran: true, Reason: reasonSignal, Dumps: 1}
+	if diff := cmp.Diff(wantInfo, s.SynRecv); diff != "" {
+		t.Errorf("SynRecv (-want +got):\n%s", diff)
+	}
+	wantReqs := []string{"inet/listen", "inet6/listen", "inet/syn-recv", "inet6/syn-recv"}
+	if diff := cmp.Diff(wantReqs, k.requests); diff != "" {
+		t.Errorf("dumps (-want +got):\n%s", diff)
+	}
+	if src.unmatched != 2 {
+		t.Errorf("%d unmatched request sockets, want 2", src.unmatched)
+	}
+	if s.ListenersDropped != 0 {
+		t.Errorf("ListenersDropped = %d, want 0", s.ListenersDropped)
+	}
+}
+
+func TestListenersFilters(t *testing.T) {
+	tests := []struct {
+		name     string
+		cfg      ListenerConfig
+		ports    []uint16 // of the listeners kept, in order
+		dropped  int
+		synDumps []string // SYN_RECV dumps made
+	}{
+		{
+			name:     "include",
+			cfg:      ListenerConfig{Include: []PortRange{{6379, 6381}}},
+			ports:    []uint16{6379, 6380, 6380, 6381},
+			synDumps: []string{"inet/syn-recv", "inet6/syn-recv"},
+		},
+		{
+			name:     "include and exclude",
+			cfg:      ListenerConfig{Include: []PortRange{{6379, 6381}}, Exclude: []PortRange{{6380, 6380}}},
+			ports:    []uint16{6379, 6381},
+			synDumps: []string{"inet/syn-recv", "inet6/syn-recv"},
+		},
+		{
+			name:     "IPv4 listeners only",
+			cfg:      ListenerConfig{Exclude: []PortRange{{6380, 6383}}},
+			ports:    []uint16{22, 6379},
+			synDumps: []string{"inet/syn-recv"},
+		},
+		{
+			name:     "IPv6 listeners only",
+			cfg:      ListenerConfig{Include: []PortRange{{6381, 6381}, {6383, 6383}}},
+			ports:    []uint16{6381, 6383},
+			synDumps: []string{"inet6/syn-recv"},
+		},
+		{
+			name:  "nothing kept",
+			cfg:   ListenerConfig{Include: []PortRange{{1, 2}}},
+			ports: nil,
+		},
+		{
+			name:     "cap by accept queue",
+			cfg:      ListenerConfig{Max: 2},
+			ports:    []uint16{6379, 6380}, // 13 queued, then 1 ([::]:6380)
+			dropped:  5,
+			synDumps: []string{"inet/syn-recv", "inet6/syn-recv"},
+		},
+		{
+			name:     "cap by accept queue then SYN_RECV",
+			cfg:      ListenerConfig{Max: 3},
+			ports:    []uint16{6379, 6380, 6381}, // then 2 half-open on [::]:6381
+			dropped:  4,
+			synDumps: []string{"inet/syn-recv", "inet6/syn-recv"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := &fakeKernel{sockets: testListenerSockets()}
+			src := newFakeSource(t, k, tt.cfg)
+			s, err := collectAt(t, src, time.Unix(1_700_000_000, 0), quietTCP())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ports []uint16
+			for _, l := range s.Listeners {
+				ports = append(ports, l.Port)
+			}
+			if diff := cmp.Diff(tt.ports, ports); diff != "" {
+				t.Errorf("ports (-want +got):\n%s", diff)
+			}
+			if s.ListenersDropped != tt.dropped {
+				t.Errorf("ListenersDropped = %d, want %d", s.ListenersDropped, tt.dropped)
+			}
+			var synDumps []string
+			for _, r := range k.requests {
+				if r != "inet/listen" && r != "inet6/listen" {
+					synDumps = append(synDumps, r)
+				}
+			}
+			if diff := cmp.Diff(tt.synDumps, synDumps); diff != "" {
+				t.Errorf("SYN_RECV dumps (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSynRecvCadenceDue(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	counters := func(f func(*TCPCounters)) TCPCounters {
+		c := quietTCP()
+		c.SyncookiesSent, c.TCPReqQFullDoCookies, c.TCPReqQFullDrop = 5, 5, 5
+		c.ListenOverflows, c.PassiveOpens = 5, 1000
+		if f != nil {
+			f(&c)
+		}
+		return c
+	}
+	base := synRecvCadence{interval: 10 * time.Second, prevTime: t0, prevTCP: counters(nil), lastDump: t0.Add(-5 * time.Second)}
+	now := t0.Add(time.Second)
+
+	tests := []struct {
+		name       string
+		c          synRecvCadence
+		now        time.Time
+		tcp        TCPCounters
+		queued     bool
+		wantRun    bool
+		wantReason string
+	}{
+		{name: "quiet", c: base, now: now, tcp: counters(nil)},
+		{name: "never dumped", c: synRecvCadence{interval: time.Hour}, now: now, tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
+		{name: "every cycle", c: synRecvCadence{prevTime: t0, prevTCP: counters(nil), lastDump: t0}, now: now, tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
+		{name: "interval due", c: base, now: t0.Add(5 * time.Second), tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
+		{name: "interval due on an early tick", c: base, now: t0.Add(4950 * time.Millisecond), tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
+		{name: "interval not due", c: base, now: t0.Add(4800 * time.Millisecond), tcp: counters(nil)},
+		{name: "clock went back", c: base, now: t0.Add(-time.Hour), tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
+		{name: "syncookies sent", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.SyncookiesSent++ }), wantRun: true, wantReason: reasonSignal},
+		{name: "SYN queue full cookies", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.TCPReqQFullDoCookies++ }), wantRun: true, wantReason: reasonSignal},
+		{name: "SYN queue full drops", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.TCPReqQFullDrop++ }), wantRun: true, wantReason: reasonSignal},
+		{name: "listen overflows", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.ListenOverflows++ }), wantRun: true, wantReason: reasonSignal},
+		{name: "counter reset", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.ListenOverflows = 0 })},
+		{name: "counter appears", c: synRecvCadence{interval: time.Hour, prevTime: t0, prevTCP: quietTCP(), lastDump: t0}, now: now, tcp: counters(nil)},
+		{name: "counter vanishes", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.SyncookiesSent = math.NaN() })},
+		{name: "passive opens above floor", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.PassiveOpens += passiveOpensFloor + 1 }), wantRun: true, wantReason: reasonSignal},
+		{name: "passive opens below floor", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.PassiveOpens += passiveOpensFloor - 1 })},
+		{name: "passive opens rate over two seconds", c: base, now: t0.Add(2 * time.Second), tcp: counters(func(c *TCPCounters) { c.PassiveOpens += 2 * passiveOpensFloor })},
+		{name: "accept queue", c: base, now: now, tcp: counters(nil), queued: true, wantRun: true, wantReason: reasonSignal},
+		{name: "half-open last time", c: func() synRecvCadence { c := base; c.halfOpen = 1; return c }(), now: now, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
+		{name: "signal within budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 8*time.Millisecond; return c }(),
+			now: now, queued: true, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
+		{name: "signal over budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 16*time.Millisecond; return c }(),
+			now: now, queued: true, tcp: counters(nil)},
+		{name: "signal back within budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 16*time.Millisecond; return c }(),
+			now: t0.Add(2 * time.Second), queued: true, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
+		{name: "interval ignores budget", c: func() synRecvCadence {
+			c := base
+			c.interval, c.lastDump, c.lastCost = time.Second, t0, time.Second
+			return c
+		}(), now: now, queued: true, tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
+		{name: "first cycle counters", c: synRecvCadence{interval: time.Hour, lastDump: t0}, now: now, tcp: counters(nil)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			run, reason := tt.c.due(tt.now, tt.tcp, tt.queued)
+			if run != tt.wantRun || reason != tt.wantReason {
+				t.Errorf("due = %v, %q; want %v, %q", run, reason, tt.wantRun, tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestListenersCadence(t *testing.T) {
+	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 6379, 0, 128, false)}}
+	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: 10 * time.Second})
+	t0 := time.Unix(1_700_000_000, 0)
+	halfOpen := []inetDiagMsg{requestSock("10.0.0.1", 6379), requestSock("10.0.0.2", 6379)}
+	listener := k.sockets[0]
+	cookies := 0.0
+
+	type cycle struct {
+		at       time.Duration // after t0
+		sockets  []inetDiagMsg // requests present in the kernel
+		cookie   bool          // SyncookiesSent moves
+		synErr   bool          // the SYN_RECV dump fails
+		wantRan  bool
+		wantInfo SynRecvInfo // Ran is wantRan
+		wantSyn  uint32
+	}
+	cycles := []cycle{
+		{at: 0, wantRan: true, wantInfo: SynRecvInfo{Time: t0, Reason: reasonInterval, Dumps: 1}},
+		// Half-opens appear; nothing cheap moves: not seen yet.
+		{at: 1 * time.Second, sockets: halfOpen, wantInfo: SynRecvInfo{Time: t0, Reason: reasonInterval, Dumps: 1}},
+		// SYN cookies sent: dumped.
+		{at: 2 * time.Second, sockets: halfOpen, cookie: true, wantRan: true,
+			wantInfo: SynRecvInfo{Time: t0.Add(2 * time.Second), Reason: reasonSignal, Dumps: 2}, wantSyn: 2},
+		// Still half-open last time: dumped, and the dump fails: the
+		// counts are carried.
+		{at: 3 * time.Second, sockets: halfOpen, synErr: true,
+			wantInfo: SynRecvInfo{Time: t0.Add(2 * time.Second), Reason: reasonSignal, Dumps: 2}, wantSyn: 2},
+		// Retried on the next cycle, the flood is over.
+		{at: 4 * time.Second, wantRan: true,
+			wantInfo: SynRecvInfo{Time: t0.Add(4 * time.Second), Reason: reasonSignal, Dumps: 3}},
+		{at: 5 * time.Second, wantInfo: SynRecvInfo{Time: t0.Add(4 * time.Second), Reason: reasonSignal, Dumps: 3}},
+		{at: 14 * time.Second, wantRan: true, wantInfo: SynRecvInfo{Time: t0.Add(14 * time.Second), Reason: reasonInterval, Dumps: 4}},
+	}
+	for i, c := range cycles {
+		k.sockets = append([]inetDiagMsg{listener}, c.sockets...)
+		k.nlErr = nil
+		if c.synErr {
+			k.nlErr = func(_ uint8, states uint32) error {
+				if states == tcpfSynRecv {
+					return unix.EIO
+				}
+				return nil
+			}
+		}
+		if c.cookie {
+			cookies++
+		}
+		tcp := quietTCP()
+		tcp.SyncookiesSent = cookies
+		s, err := collectAt(t, src, t0.Add(c.at), tcp)
+		if (err != nil) != c.synErr {
+			t.Fatalf("cycle %d: err = %v, want error %v", i, err, c.synErr)
+		}
+		c.wantInfo.Ran = c.wantRan
+		if diff := cmp.Diff(c.wantInfo, s.SynRecv); diff != "" {
+			t.Errorf("cycle %d: SynRecv (-want +got):\n%s", i, diff)
+		}
+		if len(s.Listeners) != 1 || s.Listeners[0].SynRecv != c.wantSyn {
+			t.Errorf("cycle %d: listeners %+v, want one with SynRecv %d", i, s.Listeners, c.wantSyn)
+		}
+	}
+}
+
+func TestListenersCarryFollowsListener(t *testing.T) {
+	k := &fakeKernel{sockets: []inetDiagMsg{
+		listenSock("0.0.0.0", 6379, 0, 128, false),
+		requestSock("10.0.0.1", 6379),
+	}}
+	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: time.Hour})
+	t0 := time.Unix(1_700_000_000, 0)
+	if _, err := collectAt(t, src, t0, quietTCP()); err != nil {
+		t.Fatal(err)
+	}
+	// Follow-up dump (half-open found) fails; a new listener appears.
+	k.sockets = []inetDiagMsg{listenSock("0.0.0.0", 6379, 0, 128, false), listenSock("0.0.0.0", 6380, 0, 128, false)}
+	k.nlErr = func(_ uint8, states uint32) error {
+		if states == tcpfSynRecv {
+			return unix.EIO
+		}
+		return nil
+	}
+	s, err := collectAt(t, src, t0.Add(time.Second), quietTCP())
+	if !errors.Is(err, unix.EIO) {
+		t.Fatalf("err = %v, want EIO", err)
+	}
+	want := []Listener{
+		{Addr: v4Any, Port: 6379, Sockets: 1, AcceptLimit: 128, SynRecv: 1},
+		{Addr: v4Any, Port: 6380, Sockets: 1, AcceptLimit: 128},
+	}
+	if diff := cmp.Diff(want, s.Listeners, equateAddr); diff != "" {
+		t.Errorf("Listeners (-want +got):\n%s", diff)
+	}
+}
+
+func TestListenersRestarts(t *testing.T) {
+	tests := []struct {
+		name      string
+		interrupt int
+		intrOnly  uint32
+		nobufs    int
+		wantErr   error
+		wantInfo  SynRecvInfo
+		wantDials int
+		wantReqs  int
+	}{
+		{
+			name: "clean", wantDials: 1, wantReqs: 4,
+			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1},
+		},
+		{
+			// The first LISTEN dump is interrupted: both families again.
+			name: "interrupted once", interrupt: 1, wantDials: 1, wantReqs: 6,
+			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
+		},
+		{
+			name: "interrupted twice", interrupt: 3, wantDials: 1, wantReqs: 8,
+			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 2},
+		},
+		{
+			name: "SYN_RECV interrupted", interrupt: 1, intrOnly: tcpfSynRecv, wantDials: 1, wantReqs: 6,
+			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
+		},
+		{
+			name: "always interrupted", interrupt: 100, wantDials: 1, wantReqs: 6,
+			wantErr:  errDumpInterrupted,
+			wantInfo: SynRecvInfo{Retries: 3},
+		},
+		{
+			name: "receive buffer overrun", nobufs: 1, wantDials: 2, wantReqs: 5,
+			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, NoBufs: 1},
+		},
+		{
+			name: "always overrun", nobufs: 100, wantDials: 3, wantReqs: 3,
+			wantErr:  unix.ENOBUFS,
+			wantInfo: SynRecvInfo{NoBufs: 3},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := &fakeKernel{
+				sockets: []inetDiagMsg{
+					listenSock("0.0.0.0", 80, 0, 128, false), listenSock("::", 80, 0, 128, true),
+					// The flag rides on data messages: ReceiveIter does
+					// not show NLMSG_DONE.
+					requestSock("10.0.0.1", 80), requestSock("2001:db8::1", 80),
+				},
+				interrupt: tt.interrupt,
+				intrOnly:  tt.intrOnly,
+				nobufs:    tt.nobufs,
+			}
+			src := newFakeSource(t, k, ListenerConfig{})
+			s, err := collectAt(t, src, time.Time{}, quietTCP())
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(tt.wantInfo, s.SynRecv); diff != "" {
+				t.Errorf("SynRecv (-want +got):\n%s", diff)
+			}
+			if k.dials != tt.wantDials || len(k.requests) != tt.wantReqs {
+				t.Errorf("%d dials, %d requests %v; want %d, %d", k.dials, len(k.requests), k.requests, tt.wantDials, tt.wantReqs)
+			}
+			for i, c := range k.conns[:len(k.conns)-1] {
+				if !c.closed {
+					t.Errorf("connection %d left open after an overrun", i)
+				}
+			}
+			if tt.wantErr == nil && len(s.Listeners) != 2 {
+				t.Errorf("got %d listeners, want 2", len(s.Listeners))
+			}
+		})
+	}
+}
+
+func TestListenersCountersPersist(t *testing.T) {
+	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 80, 0, 128, false)}, interrupt: 1}
+	src := newFakeSource(t, k, ListenerConfig{})
+	var s *Snapshot
+	for range 3 {
+		var err error
+		if s, err = collectAt(t, src, time.Time{}, quietTCP()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 3, Retries: 1}
+	if diff := cmp.Diff(want, s.SynRecv); diff != "" {
+		t.Errorf("SynRecv after 3 cycles (-want +got):\n%s", diff)
+	}
+}
+
+func TestListenersNoData(t *testing.T) {
+	t.Run("no sock_diag", func(t *testing.T) {
+		k := &fakeKernel{dialErr: unix.EPROTONOSUPPORT}
+		src := newFakeSource(t, k, ListenerConfig{})
+		if _, err := collectAt(t, src, time.Time{}, quietTCP()); !IsNoData(err) {
+			t.Fatalf("err = %v, want ErrNoData", err)
+		}
+	})
+	t.Run("no tcp_diag", func(t *testing.T) {
+		k := &fakeKernel{nlErr: func(uint8, uint32) error { return unix.ENOENT }}
+		src := newFakeSource(t, k, ListenerConfig{})
+		if _, err := collectAt(t, src, time.Time{}, quietTCP()); !IsNoData(err) {
+			t.Fatalf("err = %v, want ErrNoData", err)
+		}
+	})
+	t.Run("no IPv6", func(t *testing.T) {
+		k := &fakeKernel{
+			sockets: []inetDiagMsg{listenSock("0.0.0.0", 80, 0, 128, false)},
+			nlErr: func(family uint8, _ uint32) error {
+				if family == unix.AF_INET6 {
+					return unix.ENOENT
+				}
+				return nil
+			},
+		}
+		src := newFakeSource(t, k, ListenerConfig{})
+		for range 2 {
+			s, err := collectAt(t, src, time.Time{}, quietTCP())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Listeners) != 1 {
+				t.Fatalf("listeners %+v, want 1", s.Listeners)
+			}
+		}
+		want := []string{"inet/listen", "inet6/listen", "inet/syn-recv", "inet/listen", "inet/syn-recv"}
+		if diff := cmp.Diff(want, k.requests); diff != "" {
+			t.Errorf("dumps (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("dial fails", func(t *testing.T) {
+		k := &fakeKernel{dialErr: unix.EMFILE}
+		src := newFakeSource(t, k, ListenerConfig{})
+		_, err := collectAt(t, src, time.Time{}, quietTCP())
+		if err == nil || IsNoData(err) || !errors.Is(err, unix.EMFILE) {
+			t.Fatalf("err = %v, want EMFILE and not ErrNoData", err)
+		}
+	})
+}
+
+func TestListenersDeadlineAndClose(t *testing.T) {
+	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 80, 0, 128, false)}}
+	src := newFakeSource(t, k, ListenerConfig{})
+	deadline := time.Now().Add(time.Minute)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := src.Collect(ctx, NewSnapshot(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	c := k.conns[0]
+	// One LISTEN dump per family, one SYN_RECV dump (IPv4 only).
+	want := []time.Time{deadline, deadline, deadline}
+	if diff := cmp.Diff(want, c.deadlines); diff != "" {
+		t.Errorf("deadlines (-want +got):\n%s", diff)
+	}
+	if err := src.Close(); err != nil || !c.closed {
+		t.Errorf("Close = %v, closed %v; want the connection closed", err, c.closed)
+	}
+	if err := src.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+}
+
+func TestListenersCancelled(t *testing.T) {
+	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 80, 0, 128, false)}}
+	src := newFakeSource(t, k, ListenerConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := src.Collect(ctx, NewSnapshot(time.Now())); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestNewListenerSourceInvalid(t *testing.T) {
+	for _, cfg := range []ListenerConfig{
+		{Include: []PortRange{{10, 1}}},
+		{Exclude: []PortRange{{2, 1}}},
+		{Max: -1},
+		{SynRecvInterval: -time.Second},
+	} {
+		if _, err := newListenerSource(cfg); err == nil {
+			t.Errorf("newListenerSource(%+v) succeeded", cfg)
+		}
+	}
+}
+
+func TestListenersSortOrder(t *testing.T) {
+	ls := []Listener{
+		{Addr: v6Any, Port: 80}, {Addr: netip.MustParseAddr("10.0.0.1"), Port: 80},
+		{Addr: v4Any, Port: 80}, {Addr: v4Any, Port: 22},
+	}
+	k := &fakeKernel{}
+	for _, l := range ls {
+		k.sockets = append(k.sockets, listenSock(l.Addr.String(), l.Port, 0, 1, false))
+	}
+	src := newFakeSource(t, k, ListenerConfig{})
+	s, err := collectAt(t, src, time.Time{}, quietTCP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range s.Listeners {
+		got = append(got, netip.AddrPortFrom(l.Addr, l.Port).String())
+	}
+	want := []string{"0.0.0.0:22", "0.0.0.0:80", "10.0.0.1:80", "[::]:80"}
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+}
