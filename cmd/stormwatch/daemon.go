@@ -168,7 +168,7 @@ func (l *sampleLoop) sample(ctx context.Context) *collector.Snapshot {
 		l.lastErr = map[string]string{}
 		for _, r := range snap.Sources {
 			if r.NoData {
-				l.logger.Info("source has no data on this host", "source", r.Name)
+				l.logger.Info("source has no data on this host", "collector", r.Name)
 			}
 		}
 	}
@@ -180,9 +180,9 @@ func (l *sampleLoop) sample(ctx context.Context) *collector.Snapshot {
 		prev, seen := l.lastErr[r.Name]
 		switch {
 		case msg != "" && msg != prev:
-			l.logger.Warn("source failed", "source", r.Name, "err", r.Err)
+			l.logger.Warn("source failed", "collector", r.Name, "err", r.Err)
 		case msg == "" && prev != "" && seen:
-			l.logger.Info("source recovered", "source", r.Name)
+			l.logger.Info("source recovered", "collector", r.Name)
 		}
 		l.lastErr[r.Name] = msg
 	}

@@ -63,15 +63,33 @@ type testDaemon struct {
 	ns   *netnstest.NS
 	addr string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *syncBuffer
 	done chan error
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a process writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startDaemon runs stormwatch in ns (as user, unless empty) with args and
 // waits until /metrics answers.
 func startDaemon(t *testing.T, ns *netnstest.NS, user string, args ...string) *testDaemon {
 	t.Helper()
-	d := &testDaemon{ns: ns, addr: "127.0.0.1:9955", log: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &testDaemon{ns: ns, addr: "127.0.0.1:9955", log: &syncBuffer{}, done: make(chan error, 1)}
 	argv := append([]string{binary(t), "--web.listen-address=" + d.addr, "--collect.interval=200ms",
 		"--collect.syn-recv-interval=0s", "--log.level=debug"}, args...)
 	if user != "" {
