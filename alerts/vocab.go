@@ -207,12 +207,12 @@ var listenerVariables = []*variable{
 
 // funcs are the functions of every scope. The evaluator binds them.
 type funcs struct {
-	Increase     func(series, window string) float64               `expr:"increase"`
-	Rate         func(series, window string) float64               `expr:"rate"`
-	MaxOverTime  func(series, window string) float64               `expr:"max_over_time"`
+	Increase     func(series, window string) float64                  `expr:"increase"`
+	Rate         func(series, window string) float64                  `expr:"rate"`
+	MaxOverTime  func(series, window string) float64                  `expr:"max_over_time"`
 	TimeToLimit  func(series string, limit float64, w string) float64 `expr:"time_to_limit"`
-	BaselineRate func(series, window, exclude string) float64      `expr:"baseline_rate"`
-	Sysctl       func(name string) float64                         `expr:"sysctl"`
+	BaselineRate func(series, window, exclude string) float64         `expr:"baseline_rate"`
+	Sysctl       func(name string) float64                            `expr:"sysctl"`
 }
 
 // hostVars holds hostVariables, in their order.

@@ -44,7 +44,11 @@ func (h *History) Len() int {
 }
 
 // Cap returns the most Snapshots the History holds.
-func (h *History) Cap() int { return len(h.buf) }
+func (h *History) Cap() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.buf)
+}
 
 // Latest returns the newest Snapshot, or nil when empty.
 func (h *History) Latest() *Snapshot {
@@ -73,3 +77,20 @@ func (h *History) Since(t time.Time) []*Snapshot {
 
 // All returns every Snapshot held, oldest first.
 func (h *History) All() []*Snapshot { return h.Since(time.Time{}) }
+
+// Resize changes the most Snapshots the History holds (at least one),
+// keeping the newest.
+func (h *History) Resize(capacity int) {
+	capacity = max(capacity, 1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if capacity == len(h.buf) {
+		return
+	}
+	keep := min(h.n, capacity)
+	buf := make([]*Snapshot, capacity)
+	for i := 0; i < keep; i++ {
+		buf[i] = h.buf[(h.head+h.n-keep+i)%len(h.buf)]
+	}
+	h.buf, h.head, h.n = buf, 0, keep
+}

@@ -207,3 +207,28 @@ func TestHistoryRing(t *testing.T) {
 		t.Errorf("Latest %v Len %d Cap %d", h.Latest().Time, h.Len(), h.Cap())
 	}
 }
+
+func TestHistoryResize(t *testing.T) {
+	h := NewHistory(4)
+	for i := 1; i <= 6; i++ {
+		h.Add(NewSnapshot(time.Unix(int64(i), 0)))
+	}
+	times := func() (out []int64) {
+		for _, s := range h.All() {
+			out = append(out, s.Time.Unix())
+		}
+		return out
+	}
+	h.Resize(2)
+	if diff := cmp.Diff([]int64{5, 6}, times()); diff != "" {
+		t.Errorf("after shrinking (-want +got):\n%s", diff)
+	}
+	h.Resize(5)
+	h.Add(NewSnapshot(time.Unix(7, 0)))
+	if diff := cmp.Diff([]int64{5, 6, 7}, times()); diff != "" {
+		t.Errorf("after growing (-want +got):\n%s", diff)
+	}
+	if h.Cap() != 5 {
+		t.Errorf("Cap = %d, want 5", h.Cap())
+	}
+}

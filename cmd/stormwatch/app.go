@@ -48,8 +48,8 @@ func (f *collectFlags) register(cmd *kingpin.CmdClause) {
 		Default("500").IntVar(&f.maxListeners)
 	cmd.Flag("collect.syn-recv-interval", "Slow cadence of the SYN_RECV dump, which walks every socket on the host; it runs every cycle while a storm signal moves.").
 		Default("5s").DurationVar(&f.synRecvInterval)
-	cmd.Flag("collect.history", "How many samples to keep for rules (at one per interval).").
-		Default("600").IntVar(&f.historySize)
+	cmd.Flag("collect.history", "Samples to keep for the rules; at least what their longest window needs is always kept (0: just that).").
+		Default("0").IntVar(&f.historySize)
 	cmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").
 		Default("/").StringVar(&f.root)
 }
@@ -64,8 +64,8 @@ func (f *collectFlags) config() (collector.Config, error) {
 	if f.maxListeners < 0 {
 		return collector.Config{}, fmt.Errorf("--collect.listeners.max %d: must not be negative", f.maxListeners)
 	}
-	if f.historySize < 2 {
-		return collector.Config{}, fmt.Errorf("--collect.history %d: must be at least 2", f.historySize)
+	if f.historySize < 0 {
+		return collector.Config{}, fmt.Errorf("--collect.history %d: must not be negative", f.historySize)
 	}
 	inc, err := parsePortRanges(f.includePorts)
 	if err != nil {
@@ -108,6 +108,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Default("/metrics").StringVar(&d.metricsPath)
 	runCmd.Flag("web.max-requests", "Most concurrent scrapes; more get 503 (0: no limit).").
 		Default("10").IntVar(&d.maxRequests)
+	runCmd.Flag("config", "Config file (rules to load); without it the built-in rules run.").
+		PlaceHolder("FILE").StringVar(&d.configFile)
+	runCmd.Flag("alertmanager.url", "Alertmanager to send alerts to, e.g. http://127.0.0.1:9093 (repeatable).").
+		StringsVar(&d.alertmanagerURLs)
+	runCmd.Flag("alertmanager.resend-delay", "How often a firing alert is sent again.").
+		Default("1m").DurationVar(&d.alertmanagerResend)
+	runCmd.Flag("alertmanager.timeout", "Timeout of one send to Alertmanager.").
+		Default("10s").DurationVar(&d.alertmanagerTimeout)
+
+	rf := &rulesFlags{}
+	rulesCmd := app.Command("rules", "Print the effective rules (built-in, or as --config makes them), or validate rules files with --check. Exit 0 valid, 3 invalid.")
+	rulesCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&rf.configFile)
+	rulesCmd.Flag("check", "Validate the rules files given as arguments instead.").BoolVar(&rf.checkMode)
+	rulesCmd.Arg("files", "Rules files to validate with --check.").StringsVar(&rf.check)
 
 	cmd, err := app.Parse(args)
 	if terminated >= 0 { // --help or --version was handled
@@ -124,6 +138,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case runCmd.FullCommand():
 		return runDaemon(d, logger)
+	case rulesCmd.FullCommand():
+		return runRules(rf, stdout, stderr)
 	}
 	return exitUnknown
 }

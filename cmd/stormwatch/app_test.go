@@ -22,7 +22,7 @@ func TestRunExitCodes(t *testing.T) {
 		{[]string{"run", "--collect.interval=1ms"}, exitUnknown, "must be at least 10ms"},
 		{[]string{"run", "--collect.listeners.include-ports=70000"}, exitUnknown, "is not a port"},
 		{[]string{"run", "--collect.listeners.exclude-ports=10-5"}, exitUnknown, "end below start"},
-		{[]string{"run", "--collect.history=1"}, exitUnknown, "at least 2"},
+		{[]string{"run", "--collect.history=-1"}, exitUnknown, "must not be negative"},
 		{[]string{"run", "--web.config.file=/nonexistent/web.yml", "--web.listen-address=127.0.0.1:0"}, exitUnknown, "web.yml"},
 	}
 	for _, tt := range tests {

@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,6 +23,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/stormwatch/stormwatch/alerts"
 	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/metrics"
 )
@@ -25,9 +31,14 @@ import (
 // daemonFlags are the flags of `stormwatch run`.
 type daemonFlags struct {
 	collect     collectFlags
+	configFile  string
 	web         *web.FlagConfig
 	metricsPath string
 	maxRequests int
+
+	alertmanagerURLs    []string
+	alertmanagerResend  time.Duration
+	alertmanagerTimeout time.Duration
 }
 
 // runDaemon samples until SIGTERM or SIGINT and serves the results.
@@ -43,25 +54,57 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 			return exitUnknown
 		}
 	}
+	rules, err := loadRules(f.configFile)
+	if err != nil {
+		logger.Error("invalid configuration", "file", f.configFile, "err", err)
+		return exitUnknown
+	}
 	sources, err := collector.NewSources(cfg)
 	if err != nil {
 		logger.Error("cannot open the kernel sources", "err", err)
 		return exitUnknown
 	}
 	defer collector.CloseSources(sources)
-	sampler := collector.NewSampler(sources, collector.NewHistory(f.collect.historySize))
+	history := collector.NewHistory(f.collect.historyFor(rules))
+	sampler := collector.NewSampler(sources, history)
 	sampler.Timeout = max(f.collect.interval, time.Second)
+	engine := alerts.NewEngine(rules, alerts.Options{})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	var notifier *alerts.Notifier
+	if len(f.alertmanagerURLs) > 0 {
+		host, _ := os.Hostname()
+		notifier, err = alerts.NewNotifier(alerts.NotifierOptions{
+			URLs:           f.alertmanagerURLs,
+			ResendDelay:    f.alertmanagerResend,
+			Timeout:        f.alertmanagerTimeout,
+			ExternalLabels: map[string]string{"instance": host},
+		})
+		if err != nil {
+			logger.Error("invalid --alertmanager.url", "err", err)
+			return exitUnknown
+		}
+	}
+
+	rl := &reloader{configFile: f.configFile, collect: &f.collect, engine: engine, history: history, logger: logger}
+	rl.succeeded(time.Now())
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		metrics.NewExporter(sampler.Latest, metrics.BuildInfo{Version: version.Version, Revision: version.GetRevision()}),
+		metrics.NewAlertsExporter(engine.Active),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "stormwatch"}),
 		collectors.NewGoCollector(),
+		rl,
 	)
-	handler, err := newHandler(reg, f)
+	loop := &sampleLoop{sampler: sampler, engine: engine, notifier: notifier, interval: f.collect.interval, logger: logger}
+	reg.MustRegister(loop)
+	if notifier != nil {
+		reg.MustRegister(notifierCollector{notifier})
+	}
+	handler, err := newHandler(reg, f, engine, rl)
 	if err != nil {
 		logger.Error("cannot build the web handler", "err", err)
 		return exitUnknown
@@ -74,16 +117,32 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		IdleTimeout:       2 * time.Minute,
 	}
 
-	logger.Info("starting stormwatch", "version", version.Info(), "interval", f.collect.interval)
-	loop := &sampleLoop{sampler: sampler, interval: f.collect.interval, logger: logger}
+	logger.Info("starting stormwatch", "version", version.Info(), "interval", f.collect.interval,
+		"rules", len(rules), "history", history.Cap())
 	// The first sample runs before the server starts, so no scrape sees an
 	// empty exposition.
-	loop.sample(ctx)
+	loop.tick(ctx)
 
+	var wg sync.WaitGroup
+	if notifier != nil {
+		wg.Go(func() { notifier.Run(context.WithoutCancel(ctx)) })
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()
-	loopDone := make(chan struct{})
-	go func() { loop.run(ctx); close(loopDone) }()
+	wg.Go(func() { loop.run(ctx) })
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				rl.reload()
+			}
+		}
+	})
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		logger.Warn("cannot notify systemd", "err", err)
 	}
@@ -105,11 +164,21 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	if err := server.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("web server did not stop cleanly", "err", err)
 	}
-	<-loopDone
+	if notifier != nil {
+		notifier.Stop() // posts what is queued, bounded by the notify timeout
+	}
+	wg.Wait()
 	return code
 }
 
-func newHandler(reg *prometheus.Registry, f *daemonFlags) (http.Handler, error) {
+// historyFor sizes the History: what the flag asks, and at least what the
+// rules' longest window needs at the sampling interval.
+func (f *collectFlags) historyFor(rules []*alerts.Rule) int {
+	need := int(math.Ceil(float64(alerts.Lookback(rules))/float64(f.interval))) + 5
+	return max(f.historySize, need, 2)
+}
+
+func newHandler(reg *prometheus.Registry, f *daemonFlags, engine *alerts.Engine, rl *reloader) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle(f.metricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		MaxRequestsInFlight: f.maxRequests,
@@ -117,12 +186,34 @@ func newHandler(reg *prometheus.Registry, f *daemonFlags) (http.Handler, error) 
 		EnableOpenMetrics:   true,
 		Registry:            reg,
 	}))
+	mux.HandleFunc("GET /api/v1/alerts", func(w http.ResponseWriter, r *http.Request) {
+		active := engine.Active()
+		if active == nil {
+			active = []alerts.Alert{}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"status": "success",
+			"data":   map[string]any{"alerts": active},
+		})
+	})
+	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if err := rl.reload(); err != nil {
+			http.Error(w, "reload failed, the running rules are kept: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "reloaded")
+	})
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	if f.metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "stormwatch",
 			Description: "Connection-storm early warning for Linux hosts",
 			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: f.metricsPath, Text: "Metrics"}},
+			Links: []web.LandingLinks{
+				{Address: f.metricsPath, Text: "Metrics"},
+				{Address: "/api/v1/alerts", Text: "Active alerts (JSON)"},
+			},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("landing page: %w", err)
@@ -132,16 +223,84 @@ func newHandler(reg *prometheus.Registry, f *daemonFlags) (http.Handler, error) 
 	return mux, nil
 }
 
-// sampleLoop runs the sampler on a ticker, logs sources as they fail and
-// recover, and pings the systemd watchdog after each sample that ran.
+// reloader re-reads the config file and rules on SIGHUP or POST
+// /-/reload. A file that does not load keeps the running rules.
+type reloader struct {
+	configFile string
+	collect    *collectFlags
+	engine     *alerts.Engine
+	history    *collector.History
+	logger     *slog.Logger
+
+	mu          sync.Mutex
+	ok          bool
+	lastSuccess time.Time
+}
+
+var (
+	reloadOKDesc = prometheus.NewDesc("stormwatch_config_last_reload_successful",
+		"1 if the last reload of the config and rules succeeded, 0 if it failed (the previous rules are still running).", nil, nil)
+	reloadTimeDesc = prometheus.NewDesc("stormwatch_config_last_reload_success_timestamp_seconds",
+		"When the config and rules were last loaded successfully.", nil, nil)
+)
+
+func (rl *reloader) succeeded(t time.Time) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.ok, rl.lastSuccess = true, t
+}
+
+func (rl *reloader) reload() error {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rules, err := loadRules(rl.configFile)
+	if err != nil {
+		rl.ok = false
+		rl.logger.Error("reload failed: keeping the running rules", "file", rl.configFile, "err", err)
+		return err
+	}
+	rl.engine.SetRules(rules)
+	if need := rl.collect.historyFor(rules); need > rl.history.Cap() {
+		rl.history.Resize(need)
+	}
+	rl.ok, rl.lastSuccess = true, time.Now()
+	rl.logger.Info("reloaded", "file", rl.configFile, "rules", len(rules))
+	return nil
+}
+
+// Describe and Collect make the reloader export its state.
+func (rl *reloader) Describe(ch chan<- *prometheus.Desc) { ch <- reloadOKDesc; ch <- reloadTimeDesc }
+
+func (rl *reloader) Collect(ch chan<- prometheus.Metric) {
+	rl.mu.Lock()
+	ok, t := rl.ok, rl.lastSuccess
+	rl.mu.Unlock()
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(reloadOKDesc, prometheus.GaugeValue, v)
+	ch <- prometheus.MustNewConstMetric(reloadTimeDesc, prometheus.GaugeValue, float64(t.UnixNano())/1e9)
+}
+
+// sampleLoop runs the sampler and the rules on a ticker, logs sources as
+// they fail and recover and alerts as they change, hands the alerts to the
+// notifier, and pings the systemd watchdog after each sample.
 type sampleLoop struct {
 	sampler  *collector.Sampler
+	engine   *alerts.Engine
+	notifier *alerts.Notifier // nil without --alertmanager.url
 	interval time.Duration
 	logger   *slog.Logger
 
-	lastErr   map[string]string // source name → last error text ("" when fine)
-	capWarned bool              // the listener cap was hit last cycle
+	lastErr     map[string]string // source name → last error text ("" when fine)
+	capWarned   bool              // the listener cap was hit last cycle
+	lastEvalErr  string
+	evalFailures atomic.Uint64
 }
+
+var evalFailDesc = prometheus.NewDesc("stormwatch_rule_evaluation_failures_total",
+	"Evaluations in which at least one rule failed (its alerts were left as they were).", nil, nil)
 
 func (l *sampleLoop) run(ctx context.Context) {
 	watchdog, _ := daemon.SdWatchdogEnabled(false)
@@ -154,7 +313,7 @@ func (l *sampleLoop) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		l.sample(ctx)
+		l.tick(ctx)
 		if watchdog > 0 && time.Since(lastPing) >= watchdog/2 {
 			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			lastPing = time.Now()
@@ -162,8 +321,22 @@ func (l *sampleLoop) run(ctx context.Context) {
 	}
 }
 
-func (l *sampleLoop) sample(ctx context.Context) *collector.Snapshot {
-	snap := l.sampler.Sample(ctx, time.Now())
+// tick samples once, evaluates the rules and notifies.
+func (l *sampleLoop) tick(ctx context.Context) {
+	now := time.Now()
+	snap := l.sampler.Sample(ctx, now)
+	l.logSources(snap)
+	trs, err := l.engine.Eval(now, l.sampler.History())
+	l.logEval(err)
+	for _, tr := range trs {
+		l.logTransition(tr)
+	}
+	if l.notifier != nil {
+		l.notifier.Send(now, l.engine.Alerts())
+	}
+}
+
+func (l *sampleLoop) logSources(snap *collector.Snapshot) {
 	if l.lastErr == nil {
 		l.lastErr = map[string]string{}
 		for _, r := range snap.Sources {
@@ -191,5 +364,78 @@ func (l *sampleLoop) sample(ctx context.Context) *collector.Snapshot {
 			"exported", len(snap.Listeners), "dropped", snap.ListenersDropped)
 	}
 	l.capWarned = snap.ListenersDropped > 0
-	return snap
+}
+
+func (l *sampleLoop) logEval(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+		l.evalFailures.Add(1)
+	}
+	if msg != l.lastEvalErr {
+		if err != nil {
+			l.logger.Warn("rule evaluation failed", "err", err)
+		} else {
+			l.logger.Info("rule evaluation recovered")
+		}
+	}
+	l.lastEvalErr = msg
+}
+
+func (l *sampleLoop) logTransition(tr alerts.Transition) {
+	a := tr.Alert
+	attrs := []any{"alertname", a.Name(), "from", tr.From.String(), "to", tr.To.String()}
+	keys := make([]string, 0, len(a.Labels))
+	for k := range a.Labels {
+		if k != "alertname" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		attrs = append(attrs, k, a.Labels[k])
+	}
+	if !math.IsNaN(a.Value) {
+		attrs = append(attrs, "value", a.Value)
+	}
+	if s := a.Annotations["summary"]; s != "" {
+		attrs = append(attrs, "summary", s)
+	}
+	level := slog.LevelInfo
+	if tr.To == alerts.StateFiring {
+		level = slog.LevelWarn
+	}
+	l.logger.Log(context.Background(), level, "alert", attrs...)
+}
+
+// Describe and Collect export the loop's own counters.
+func (l *sampleLoop) Describe(ch chan<- *prometheus.Desc) { ch <- evalFailDesc }
+
+func (l *sampleLoop) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(evalFailDesc, prometheus.CounterValue, float64(l.evalFailures.Load()))
+}
+
+// notifierCollector exports the Alertmanager notifier's counters.
+type notifierCollector struct{ n *alerts.Notifier }
+
+var (
+	notifySentDesc    = prometheus.NewDesc("stormwatch_notifications_sent_total", "Alerts an Alertmanager accepted (once per Alertmanager).", nil, nil)
+	notifyFailedDesc  = prometheus.NewDesc("stormwatch_notifications_failed_total", "Alerts whose POST to an Alertmanager failed.", nil, nil)
+	notifyDroppedDesc = prometheus.NewDesc("stormwatch_notifications_dropped_total", "Alerts dropped, oldest first, because the notification queue was full.", nil, nil)
+	notifyQueueDesc   = prometheus.NewDesc("stormwatch_notifications_queue_length", "Alerts waiting to be sent to Alertmanager.", nil, nil)
+)
+
+func (c notifierCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- notifySentDesc
+	ch <- notifyFailedDesc
+	ch <- notifyDroppedDesc
+	ch <- notifyQueueDesc
+}
+
+func (c notifierCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.n.Stats()
+	ch <- prometheus.MustNewConstMetric(notifySentDesc, prometheus.CounterValue, float64(s.Sent))
+	ch <- prometheus.MustNewConstMetric(notifyFailedDesc, prometheus.CounterValue, float64(s.Failed))
+	ch <- prometheus.MustNewConstMetric(notifyDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
+	ch <- prometheus.MustNewConstMetric(notifyQueueDesc, prometheus.GaugeValue, float64(s.Queued))
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,8 +91,15 @@ func (b *syncBuffer) String() string {
 func startDaemon(t *testing.T, ns *netnstest.NS, user string, args ...string) *testDaemon {
 	t.Helper()
 	d := &testDaemon{ns: ns, addr: "127.0.0.1:9955", log: &syncBuffer{}, done: make(chan error, 1)}
-	argv := append([]string{binary(t), "--web.listen-address=" + d.addr, "--collect.interval=200ms",
-		"--collect.syn-recv-interval=0s", "--log.level=debug"}, args...)
+	argv := []string{binary(t), "--web.listen-address=" + d.addr, "--log.level=debug"}
+	// Sample fast unless the test says otherwise.
+	for _, def := range []string{"--collect.interval=200ms", "--collect.syn-recv-interval=0s"} {
+		name, _, _ := strings.Cut(def, "=")
+		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, name+"=") }) {
+			argv = append(argv, def)
+		}
+	}
+	argv = append(argv, args...)
 	if user != "" {
 		argv = append([]string{"setpriv", "--reuid=" + user, "--regid=" + user, "--clear-groups", "--inh-caps=-all"}, argv...)
 	}
@@ -126,7 +134,10 @@ func startDaemon(t *testing.T, ns *netnstest.NS, user string, args ...string) *t
 }
 
 // rawScrape fetches /metrics from inside the namespace.
-func (d *testDaemon) rawScrape() ([]byte, error) {
+func (d *testDaemon) rawScrape() ([]byte, error) { return d.get("/metrics") }
+
+// get fetches path from the daemon, from inside the namespace.
+func (d *testDaemon) get(path string) ([]byte, error) {
 	var body []byte
 	err := d.ns.Do(func() error {
 		conn, err := net.DialTimeout("tcp", d.addr, 2*time.Second)
@@ -135,14 +146,14 @@ func (d *testDaemon) rawScrape() ([]byte, error) {
 		}
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(conn, "GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n", d.addr)
+		fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, d.addr)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /metrics: %s", resp.Status)
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
 		}
 		body, err = io.ReadAll(resp.Body)
 		return err

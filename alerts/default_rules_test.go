@@ -1,0 +1,177 @@
+package alerts
+
+import (
+	"math"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stormwatch/stormwatch/collector"
+)
+
+// stormStart is when the simulated storm begins, after 15 calm minutes.
+const stormStart = 900
+
+// host fills a Snapshot of a Valkey host at second sec: calm until
+// stormStart, then a reconnect storm that fills the accept queue, the SYN
+// queue and the conntrack table at known times.
+func host(sec int) *collector.Snapshot {
+	return snap(sec, func(s *collector.Snapshot) {
+		d := float64(max(sec-stormStart, 0))
+		s.Sysctls = []collector.Sysctl{
+			{Name: "net.core.somaxconn", Value: 4096},
+			{Name: "net.ipv4.tcp_max_syn_backlog", Value: 4096},
+			{Name: "net.ipv4.tcp_syncookies", Value: 1},
+		}
+		s.Conntrack.Entries = math.Min(20000+5000*d, 262144)
+		s.Conntrack.Limit = 262144
+		s.Conntrack.Drop, s.Conntrack.EarlyDrop, s.Conntrack.InsertFailed = 0, 0, 0
+		s.TCP.PassiveOpens = 100*float64(sec) + 4900*d
+		s.TCP.CurrEstab = 500
+		// The accept queue of 6379 (limit 511) grows 40/s: full at
+		// 912.8s, so overflows are counted from 913s.
+		queue := math.Min(40*d, 512)
+		s.TCP.ListenOverflows = 1000 * float64(max(sec-912, 0))
+		// Its SYN queue grows 30/s: over the limit at 917s, answered with
+		// cookies from then on.
+		synRecv := math.Min(30*d, 520)
+		s.TCP.SyncookiesSent = 500 * float64(max(sec-916, 0))
+		s.TCP.TCPReqQFullDoCookies = s.TCP.SyncookiesSent
+		s.TCP.TCPReqQFullDrop = 0
+		s.SynRecv.Time, s.SynRecv.Ran = s.Time, true
+		s.Listeners = []collector.Listener{
+			listener("0.0.0.0", 22, 0, 128, 0),
+			listener("0.0.0.0", 6379, uint32(queue), 511, uint32(synRecv)),
+		}
+	})
+}
+
+// overflows says when each queue overflows in the storm above.
+var overflows = map[string]int{
+	"accept queue": 913,
+	"SYN queue":    917,
+	"conntrack":    949, // 20000 + 5000·d reaches 262144 at d = 48.4
+}
+
+// TestDefaultRulesStorm runs the built-in rules through a storm and checks
+// when each alert fires: every early warning before its queue overflows.
+func TestDefaultRulesStorm(t *testing.T) {
+	e := NewEngine(DefaultRules(), Options{})
+	h := collector.NewHistory(1000)
+	fired := map[string]int{}
+	for sec := range stormStart + 60 {
+		h.Add(host(sec))
+		trs, err := e.Eval(at(sec), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range trs {
+			if tr.To != StateFiring {
+				continue
+			}
+			id := tr.Alert.Name() + "/" + tr.Alert.Labels["severity"]
+			if p := tr.Alert.Labels["port"]; p != "" {
+				id += "/" + p
+			}
+			if _, seen := fired[id]; !seen {
+				fired[id] = sec
+			}
+		}
+	}
+	want := map[string]int{
+		"ConnectionRateSurge/warning":          902,
+		"AcceptQueueFullSoon/warning/6379":     908,
+		"ConntrackFullSoon/warning":            913,
+		"AcceptQueueNearFull/warning/6379":     912,
+		"AcceptQueueOverflowing/critical/6379": 913,
+		"ListenOverflows/warning":              913,
+		"SynQueueNearFull/warning/6379":        915,
+		"SynCookiesSent/warning":               917,
+		"ConntrackTableNearFull/warning":       943,
+		"ConntrackTableNearFull/critical":      946,
+	}
+	if diff := cmp.Diff(want, fired); diff != "" {
+		t.Errorf("first firing second (-want +got):\n%s", diff)
+	}
+	early := map[string]string{
+		"ConnectionRateSurge/warning":      "accept queue",
+		"AcceptQueueFullSoon/warning/6379": "accept queue",
+		"AcceptQueueNearFull/warning/6379": "accept queue",
+		"SynQueueNearFull/warning/6379":    "SYN queue",
+		"ConntrackFullSoon/warning":        "conntrack",
+		"ConntrackTableNearFull/warning":   "conntrack",
+		"ConntrackTableNearFull/critical":  "conntrack",
+	}
+	for id, queue := range early {
+		if sec, ok := fired[id]; !ok || sec >= overflows[queue] {
+			t.Errorf("%s fired at %ds, want before the %s overflows at %ds", id, sec, queue, overflows[queue])
+		}
+	}
+}
+
+// TestDefaultRulesCalmHost checks that a healthy, busy host raises
+// nothing, and neither does a host where nothing could be read.
+func TestDefaultRulesCalmHost(t *testing.T) {
+	e := NewEngine(DefaultRules(), Options{})
+	h := collector.NewHistory(1000)
+	for sec := range stormStart {
+		h.Add(host(sec))
+		trs, err := e.Eval(at(sec), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(trs) > 0 {
+			t.Fatalf("t=%d: %v", sec, trs)
+		}
+	}
+
+	e = NewEngine(DefaultRules(), Options{})
+	h = collector.NewHistory(10)
+	for sec := range 10 {
+		h.Add(snap(sec, func(s *collector.Snapshot) {
+			s.Listeners = []collector.Listener{listener("0.0.0.0", 6379, 0, 511, 0)}
+		}))
+		if trs, err := e.Eval(at(sec), h); err != nil || len(trs) > 0 {
+			t.Fatalf("t=%d: nothing read, yet %v %v", sec, trs, err)
+		}
+	}
+}
+
+// TestDefaultRulesConfig checks the rules about the host's settings.
+func TestDefaultRulesConfig(t *testing.T) {
+	h := collector.NewHistory(2)
+	h.Add(snap(0, func(s *collector.Snapshot) {
+		s.Sysctls = []collector.Sysctl{
+			{Name: "net.core.somaxconn", Value: 128},
+			{Name: "net.ipv4.tcp_max_syn_backlog", Value: 512},
+			{Name: "net.ipv4.tcp_syncookies", Value: 0},
+		}
+		s.SynRecv.Time = s.Time
+		ls := []collector.Listener{
+			listener("0.0.0.0", 6379, 0, 128, 320), // capped by somaxconn
+			listener("::", 6380, 0, 1024, 0),       // limit from a larger somaxconn earlier
+			listener("::", 6381, 0, 256, 0),        // two sockets of 128 each
+		}
+		ls[2].Sockets = 2
+		s.Listeners = ls
+	}))
+	findings, err := NewEngine(DefaultRules(), Options{}).Check(at(0), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range findings {
+		if f.Status == CheckAlert {
+			got = append(got, f.Rule.Name+" "+f.Labels["port"]+" "+f.Annotations["summary"])
+		}
+	}
+	want := []string{
+		"SynQueueNearFull 6379 SYN queue of 0.0.0.0:6379 250.0% full (320 half-open of about 128)",
+		"SyncookiesDisabled  SYN cookies are disabled (net.ipv4.tcp_syncookies=0)",
+		"BacklogCappedBySomaxconn 6379 0.0.0.0:6379 accept queue limited to net.core.somaxconn=128",
+		"BacklogCappedBySomaxconn 6381 :::6381 accept queue limited to net.core.somaxconn=128",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

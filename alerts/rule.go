@@ -1,0 +1,176 @@
+package alerts
+
+import (
+	_ "embed"
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
+)
+
+// Severity says how urgent an alert is. It becomes the alert's severity
+// label.
+type Severity string
+
+const (
+	// SeverityInfo is worth knowing, not worth waking anyone for.
+	SeverityInfo Severity = "info"
+	// SeverityWarning needs attention before it turns critical.
+	SeverityWarning Severity = "warning"
+	// SeverityCritical means connections are being lost, or will be within
+	// a minute.
+	SeverityCritical Severity = "critical"
+)
+
+// Rule is one alerting rule, validated and compiled. Make rules with Load,
+// LoadFile or DefaultRules; a Rule is never modified afterwards and may be
+// shared between Engines.
+type Rule struct {
+	// Name becomes the alertname label.
+	Name string
+	// Scope says whether the rule is evaluated once for the host or once
+	// per listener.
+	Scope Scope
+	// Condition is the expr expression that must hold for the alert to be
+	// active.
+	Condition string
+	// Value is the expression whose result is the alert's value; empty
+	// means the left operand of the condition's first comparison.
+	Value string
+	// For is how long the condition must hold before a pending alert
+	// fires; 0 fires at once.
+	For time.Duration
+	// KeepFiringFor is how long a firing alert keeps firing after its
+	// condition stopped holding.
+	KeepFiringFor time.Duration
+	// Severity becomes the severity label.
+	Severity Severity
+	// Labels are added to the alert's labels.
+	Labels map[string]string
+	// Summary and Description are text/template sources rendered into the
+	// summary and description annotations.
+	Summary     string
+	Description string
+
+	prog      *vm.Program
+	valueProg *vm.Program
+	// refs are the variables the condition reads: if one is NaN (not
+	// read), the condition has no data.
+	refs        []*variable
+	summary     *template.Template
+	description *template.Template
+	lookback    time.Duration
+	key         string
+}
+
+// Lookback is the longest window the rule's functions read: the History
+// must hold at least this much for the rule to see all it asks for.
+func (r *Rule) Lookback() time.Duration { return r.lookback }
+
+// Lookback returns the longest window any of rules reads.
+func Lookback(rules []*Rule) time.Duration {
+	var d time.Duration
+	for _, r := range rules {
+		d = max(d, r.lookback)
+	}
+	return d
+}
+
+// baseLabels returns the labels every alert of the rule carries.
+func (r *Rule) baseLabels() map[string]string {
+	l := make(map[string]string, len(r.Labels)+4)
+	maps.Copy(l, r.Labels)
+	l[model.AlertNameLabel] = r.Name
+	l["severity"] = string(r.Severity)
+	return l
+}
+
+// ruleKey identifies a rule across reloads, as Prometheus does: by name
+// and labels (severity included).
+func ruleKey(name string, labels map[string]string) string {
+	var b strings.Builder
+	b.WriteString(name)
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		b.WriteByte(0xff)
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(labels[k])
+	}
+	return b.String()
+}
+
+//go:embed default_rules.yml
+var defaultRulesYAML []byte
+
+// DefaultRulesYAML returns the source of the built-in rules.
+func DefaultRulesYAML() []byte { return slices.Clone(defaultRulesYAML) }
+
+// DefaultRules returns the built-in connection-storm checklist. It panics if
+// the embedded file does not load, which the package's tests rule out.
+func DefaultRules() []*Rule {
+	rules, err := load("default_rules.yml", defaultRulesYAML)
+	if err != nil {
+		panic(fmt.Sprintf("alerts: built-in rules: %v", err))
+	}
+	return rules
+}
+
+// Load parses and validates a rules file. On failure the error is Errors,
+// with every problem found and its line and column.
+func Load(data []byte) ([]*Rule, error) { return load("", data) }
+
+// LoadFile reads and loads the rules file at path. Problems are reported
+// with path as their file.
+func LoadFile(path string) ([]*Rule, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return load(path, data)
+}
+
+// ruleYAML is how a rule is written out.
+type ruleYAML struct {
+	Name          string            `yaml:"name"`
+	Scope         Scope             `yaml:"scope"`
+	Condition     string            `yaml:"condition"`
+	Value         string            `yaml:"value,omitempty"`
+	For           string            `yaml:"for,omitempty"`
+	KeepFiringFor string            `yaml:"keep_firing_for,omitempty"`
+	Severity      Severity          `yaml:"severity"`
+	Labels        map[string]string `yaml:"labels,omitempty"`
+	Summary       string            `yaml:"summary,omitempty"`
+	Description   string            `yaml:"description,omitempty"`
+}
+
+func fmtDuration(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return model.Duration(d).String()
+}
+
+// MarshalYAML writes the rule as it would be written in a rules file, with
+// defaults filled in.
+func (r *Rule) MarshalYAML() (any, error) {
+	return ruleYAML{
+		Name: r.Name, Scope: r.Scope, Condition: r.Condition, Value: r.Value,
+		For: fmtDuration(r.For), KeepFiringFor: fmtDuration(r.KeepFiringFor),
+		Severity: r.Severity, Labels: r.Labels,
+		Summary: r.Summary, Description: r.Description,
+	}, nil
+}
+
+// Marshal returns rules as a rules file that Load accepts.
+func Marshal(rules []*Rule) ([]byte, error) {
+	return yaml.Marshal(struct {
+		Rules []*Rule `yaml:"rules"`
+	}{rules})
+}
