@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime/debug"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -84,6 +85,16 @@ func (f *collectFlags) config() (collector.Config, error) {
 			SynRecvInterval: f.synRecvInterval,
 		},
 	}, nil
+}
+
+func init() {
+	// A build without the Makefile's -ldflags still says what it is.
+	if version.Version == "" {
+		version.Version = "dev"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			version.Version = bi.Main.Version
+		}
+	}
 }
 
 // run parses args and runs the chosen command, returning its exit code.

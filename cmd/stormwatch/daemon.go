@@ -293,8 +293,8 @@ type sampleLoop struct {
 	interval time.Duration
 	logger   *slog.Logger
 
-	lastErr     map[string]string // source name → last error text ("" when fine)
-	capWarned   bool              // the listener cap was hit last cycle
+	lastErr      map[string]string // source name → last error text ("" when fine)
+	capWarned    bool              // the listener cap was hit last cycle
 	lastEvalErr  string
 	evalFailures atomic.Uint64
 }

@@ -137,7 +137,12 @@ func startDaemon(t *testing.T, ns *netnstest.NS, user string, args ...string) *t
 func (d *testDaemon) rawScrape() ([]byte, error) { return d.get("/metrics") }
 
 // get fetches path from the daemon, from inside the namespace.
-func (d *testDaemon) get(path string) ([]byte, error) {
+func (d *testDaemon) get(path string) ([]byte, error) { return d.request("GET", path) }
+
+// request sends a request without a body to the daemon from inside the
+// namespace (a raw connection: net/http dials on other threads) and wants
+// 200 OK.
+func (d *testDaemon) request(method, path string) ([]byte, error) {
 	var body []byte
 	err := d.ns.Do(func() error {
 		conn, err := net.DialTimeout("tcp", d.addr, 2*time.Second)
@@ -146,14 +151,15 @@ func (d *testDaemon) get(path string) ([]byte, error) {
 		}
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(conn, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, d.addr)
+		fmt.Fprintf(conn, "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", method, path, d.addr)
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", path, resp.Status)
+			b, _ := io.ReadAll(resp.Body)
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
 		}
 		body, err = io.ReadAll(resp.Body)
 		return err

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stormwatch/stormwatch/alerts"
+	"github.com/stormwatch/stormwatch/internal/netnstest"
+)
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const customRules = `rules:
+  - name: AcceptQueueNearFull
+    scope: listener
+    condition: accept_queue_fill >= 0.5
+    severity: critical
+  - name: ValkeyPortBusy
+    scope: listener
+    condition: port == 6379 and accept_queue > 0
+`
+
+func names(rules []*alerts.Rule) []string {
+	var out []string
+	for _, r := range rules {
+		out = append(out, r.Name+"/"+string(r.Severity))
+	}
+	return out
+}
+
+func TestLoadRules(t *testing.T) {
+	builtin := names(alerts.DefaultRules())
+	without := func(drop ...string) []string {
+		var out []string
+	next:
+		for _, n := range builtin {
+			for _, d := range drop {
+				if strings.HasPrefix(n, d+"/") {
+					continue next
+				}
+			}
+			out = append(out, n)
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		config  string
+		want    []string
+		wantErr string
+	}{
+		{name: "no config file", config: "-", want: builtin},
+		{name: "empty file", config: "", want: builtin},
+		{name: "disable one", config: "disabled_rules: [SyncookiesDisabled]\n", want: without("SyncookiesDisabled")},
+		{name: "replace by name and add", config: "rule_files: [custom.yml]\n",
+			want: append(without("AcceptQueueNearFull"), "AcceptQueueNearFull/critical", "ValkeyPortBusy/warning")},
+		{name: "only mine", config: "default_rules: false\nrule_files: ['cust*.yml']\n",
+			want: []string{"AcceptQueueNearFull/critical", "ValkeyPortBusy/warning"}},
+		{name: "unknown field", config: "rules_files: [x]\n", wantErr: "line 1: field rules_files not found"},
+		{name: "unknown disabled rule", config: "disabled_rules: [NoSuchRule]\n", wantErr: `no built-in rule is named "NoSuchRule"`},
+		{name: "missing rule file", config: "rule_files: [nope.yml]\n", wantErr: `nope.yml" matches no file`},
+		{name: "bad rule file", config: "rule_files: [bad.yml]\n", wantErr: `bad.yml:3:5: rule "A": unknown field "expr"`},
+		{name: "same rule twice", config: "rule_files: [custom.yml, again.yml]\n", wantErr: "defined twice"},
+		{name: "disabled without defaults", config: "default_rules: false\ndisabled_rules: [SyncookiesDisabled]\n", wantErr: "default_rules is false"},
+	}
+	dir := t.TempDir()
+	writeFile(t, dir, "custom.yml", customRules)
+	writeFile(t, dir, "again.yml", customRules)
+	writeFile(t, dir, "bad.yml", "rules:\n  - name: A\n    expr: up\n")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.config != "-" {
+				path = writeFile(t, dir, "stormwatch.yml", tt.config)
+			}
+			rules, err := loadRules(path)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, names(rules)); diff != "" {
+				t.Errorf("rules (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestReload changes the config under a running daemon: SIGHUP and POST
+// /-/reload load a valid file; an invalid one keeps the running rules and
+// sets config_last_reload_successful to 0.
+func TestReload(t *testing.T) {
+	requireTools(t)
+	ns := netnstest.New(t)
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "stormwatch.yml", "")
+	d := startDaemon(t, ns, "", "--config="+cfg)
+
+	reloadOK := func() float64 {
+		t.Helper()
+		m, err := d.scrape()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m["stormwatch_config_last_reload_successful"]
+	}
+	if v := reloadOK(); v != 1 {
+		t.Fatalf("config_last_reload_successful = %v at start", v)
+	}
+
+	// An invalid file: the daemon keeps running its rules.
+	writeFile(t, dir, "stormwatch.yml", "default_rules: maybe\n")
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "failed reload reported", func() error {
+		if v := reloadOK(); v != 0 {
+			return fmt.Errorf("config_last_reload_successful = %v after a bad reload", v)
+		}
+		return nil
+	})
+	if !strings.Contains(d.log.String(), "reload failed: keeping the running rules") {
+		t.Errorf("no log line for the failed reload:\n%s", d.log)
+	}
+
+	// A valid one, through the HTTP endpoint.
+	writeFile(t, dir, "stormwatch.yml", "disabled_rules: [SyncookiesDisabled]\n")
+	if _, err := d.request("POST", "/-/reload"); err != nil {
+		t.Fatal(err)
+	}
+	if v := reloadOK(); v != 1 {
+		t.Fatalf("config_last_reload_successful = %v after a good reload", v)
+	}
+	want := fmt.Sprintf("rules=%d", len(alerts.DefaultRules())-1)
+	if !strings.Contains(d.log.String(), "msg=reloaded") || !strings.Contains(d.log.String(), want) {
+		t.Errorf("log does not show a reload to %s:\n%s", want, d.log)
+	}
+}
