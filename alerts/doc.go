@@ -18,6 +18,7 @@
 //	    labels: {team: cache}
 //	    summary: "accept queue of {{ .addr }}:{{ .port }} at {{ .value | pct }}"
 //	    description: "what to change"
+//	    advice: "raise net.core.somaxconn"  # one line naming the knob (stormwatch check)
 //
 // Loading is strict: the file is decoded into yaml.v3 Nodes and walked,
 // refusing unknown and repeated fields as yaml.v3's KnownFields does but

@@ -289,15 +289,8 @@ func (e *Engine) result(rs *ruleState, fp string, labels map[string]string) resu
 	r := rs.rule
 	v := e.ev.value(r)
 	res := result{fp: fp, labels: labels, value: v}
-	if r.summary != nil || r.description != nil {
-		data := e.ev.data(r, v, labels)
-		res.annotations = map[string]string{}
-		if r.summary != nil {
-			res.annotations["summary"] = render(r.summary, data)
-		}
-		if r.description != nil {
-			res.annotations["description"] = render(r.description, data)
-		}
+	if r.summary != nil || r.description != nil || r.advice != nil {
+		res.annotations = r.annotate(e.ev.data(r, v, labels))
 	}
 	return res
 }
@@ -458,14 +451,7 @@ func (e *Engine) Check(now time.Time, h *collector.History) ([]Finding, error) {
 				errs = append(errs, err)
 			case ok && holds:
 				f.Status, f.Value = CheckAlert, ev.value(r)
-				data := ev.data(r, f.Value, labels)
-				f.Annotations = map[string]string{}
-				if r.summary != nil {
-					f.Annotations["summary"] = render(r.summary, data)
-				}
-				if r.description != nil {
-					f.Annotations["description"] = render(r.description, data)
-				}
+				f.Annotations = r.annotate(ev.data(r, f.Value, labels))
 			case ok:
 				f.Status = CheckOK
 			}

@@ -31,7 +31,7 @@ var (
 // documented.
 var ruleFields = []string{
 	"name", "scope", "condition", "value", "for", "keep_firing_for",
-	"severity", "labels", "summary", "description",
+	"severity", "labels", "summary", "description", "advice",
 }
 
 // fieldHints answer the field names people bring from Prometheus.
@@ -283,6 +283,9 @@ func (ld *loader) rule(n *yaml.Node) (*Rule, *yaml.Node) {
 	if v := nodes["description"]; v != nil {
 		r.Description, _ = ld.scalar(v, name, "description")
 	}
+	if v := nodes["advice"]; v != nil {
+		r.Advice, _ = ld.scalar(v, name, "advice")
+	}
 	if v := nodes["value"]; v != nil {
 		r.Value, _ = ld.scalar(v, name, "value")
 	}
@@ -314,6 +317,9 @@ func (ld *loader) rule(n *yaml.Node) (*Rule, *yaml.Node) {
 	}
 	if r.Description != "" {
 		r.description = ld.template(r.Description, "description", data, nodes["description"], name)
+	}
+	if r.Advice != "" {
+		r.advice = ld.template(r.Advice, "advice", data, nodes["advice"], name)
 	}
 	if len(ld.errs) > nerr {
 		return nil, nil

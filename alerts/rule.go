@@ -58,6 +58,9 @@ type Rule struct {
 	// summary and description annotations.
 	Summary     string
 	Description string
+	// Advice is a text/template source for the advice annotation: one
+	// line naming the knob to turn, as `stormwatch check` prints it.
+	Advice string
 
 	prog      *vm.Program
 	valueProg *vm.Program
@@ -66,6 +69,7 @@ type Rule struct {
 	refs        []*variable
 	summary     *template.Template
 	description *template.Template
+	advice      *template.Template
 	lookback    time.Duration
 	key         string
 }
@@ -148,6 +152,7 @@ type ruleYAML struct {
 	Labels        map[string]string `yaml:"labels,omitempty"`
 	Summary       string            `yaml:"summary,omitempty"`
 	Description   string            `yaml:"description,omitempty"`
+	Advice        string            `yaml:"advice,omitempty"`
 }
 
 func fmtDuration(d time.Duration) string {
@@ -164,7 +169,7 @@ func (r *Rule) MarshalYAML() (any, error) {
 		Name: r.Name, Scope: r.Scope, Condition: r.Condition, Value: r.Value,
 		For: fmtDuration(r.For), KeepFiringFor: fmtDuration(r.KeepFiringFor),
 		Severity: r.Severity, Labels: r.Labels,
-		Summary: r.Summary, Description: r.Description,
+		Summary: r.Summary, Description: r.Description, Advice: r.Advice,
 	}, nil
 }
 
@@ -173,4 +178,19 @@ func Marshal(rules []*Rule) ([]byte, error) {
 	return yaml.Marshal(struct {
 		Rules []*Rule `yaml:"rules"`
 	}{rules})
+}
+
+// annotate renders the rule's annotation templates over data; nil when the
+// rule has none.
+func (r *Rule) annotate(data map[string]any) map[string]string {
+	if r.summary == nil && r.description == nil && r.advice == nil {
+		return nil
+	}
+	a := map[string]string{}
+	for name, t := range map[string]*template.Template{"summary": r.summary, "description": r.description, "advice": r.advice} {
+		if t != nil {
+			a[name] = render(t, data)
+		}
+	}
+	return a
 }
