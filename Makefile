@@ -40,3 +40,5 @@ bench:
 
 clean:
 	rm -f stormwatch
+
+include deploy/deb.mk

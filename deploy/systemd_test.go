@@ -63,7 +63,7 @@ func TestUnitDirectives(t *testing.T) {
 	want := map[string]string{
 		"Type":                    "notify",
 		"WatchdogSec":             "30s",
-		"ExecStart":               "/usr/bin/stormwatch run $STORMWATCH_ARGS",
+		"ExecStart":               "/usr/bin/stormwatch run --config=/etc/stormwatch/stormwatch.yml $STORMWATCH_ARGS",
 		"EnvironmentFile":         "-/etc/default/stormwatch",
 		"ExecReload":              "/bin/kill -HUP $MAINPID",
 		"Restart":                 "on-failure",

@@ -103,6 +103,18 @@ func TestLoadRules(t *testing.T) {
 	}
 }
 
+// TestShippedConfig loads the config file the package installs: it must
+// give exactly the built-in rules.
+func TestShippedConfig(t *testing.T) {
+	rules, err := loadRules(filepath.Join("..", "..", "deploy", "stormwatch.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(names(alerts.DefaultRules()), names(rules)); diff != "" {
+		t.Errorf("shipped config (-want +got):\n%s", diff)
+	}
+}
+
 // TestReload changes the config under a running daemon: SIGHUP and POST
 // /-/reload load a valid file; an invalid one keeps the running rules and
 // sets config_last_reload_successful to 0.
