@@ -128,6 +128,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	runCmd.Flag("alertmanager.timeout", "Timeout of one send to Alertmanager.").
 		Default("10s").DurationVar(&d.alertmanagerTimeout)
 
+	cf := &checkFlags{}
+	checkCmd := app.Command("check", "One-shot diagnostic: sample twice, judge with the rules and print a checklist. "+
+		"Exit codes: 0 OK, 1 warning, 2 critical, 3 unknown (nothing could be read, bad flags or config).")
+	checkCmd.Flag("window", "Time between the two samples, over which counters are rated (0: one sample, no counters).").
+		Default("2s").DurationVar(&cf.window)
+	checkCmd.Flag("format", "Output format: text or json.").Default("text").EnumVar(&cf.format, "text", "json")
+	checkCmd.Flag("port", "Only check listeners on this port (repeatable).").Uint16ListVar(&cf.ports)
+	checkCmd.Flag("quiet", "Print only what is not OK.").Short('q').BoolVar(&cf.quiet)
+	checkCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&cf.configFile)
+	checkCmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").Default("/").StringVar(&cf.root)
+
 	rf := &rulesFlags{}
 	rulesCmd := app.Command("rules", "Print the effective rules (built-in, or as --config makes them), or validate rules files with --check. Exit 0 valid, 3 invalid.")
 	rulesCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&rf.configFile)
@@ -149,6 +160,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case runCmd.FullCommand():
 		return runDaemon(d, logger)
+	case checkCmd.FullCommand():
+		return runCheck(cf, stdout, stderr)
 	case rulesCmd.FullCommand():
 		return runRules(rf, stdout, stderr)
 	}
