@@ -7,7 +7,6 @@ import (
 	"flag"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/promtooltest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -89,31 +89,8 @@ func TestGolden(t *testing.T) {
 			if diff := cmp.Diff(string(want), string(got)); diff != "" {
 				t.Errorf("exposition differs from %s (-want +got):\n%s", golden, diff)
 			}
-			promtoolCheck(t, got)
+			promtooltest.CheckMetrics(t, got)
 		})
-	}
-}
-
-// promtoolCheck runs `promtool check metrics`, the linter users run.
-func promtoolCheck(t *testing.T, exposition []byte) {
-	t.Helper()
-	path, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("promtool not installed: .ci/run must install prometheus")
-		}
-		t.Log("promtool not installed (package prometheus): lint skipped")
-		return
-	}
-	cmd := exec.Command(path, "check", "metrics")
-	cmd.Stdin = bytes.NewReader(exposition)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Errorf("promtool check metrics:\n%s", out)
-			return
-		}
-		t.Fatal(err)
 	}
 }
 

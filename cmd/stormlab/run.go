@@ -470,6 +470,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	minTime := fs.Duration("min-time", 2*time.Second, "how long each timed case runs at least")
 	leadRuns := fs.Int("lead-runs", 3, "accept-queue runs per collection interval for the detection lead time")
 	clients := fs.Int("reconnect-clients", 3000, "client pool of the reconnection storms (0: skip)")
+	reconnectRuns := fs.Int("reconnect-runs", 3, "reconnection storms per backoff policy")
 	out := fs.String("o", "", "also write the markdown report to this file")
 	jsonOut := fs.String("json", "", "also write the raw results as JSON to this file")
 	if err := parse(fs, args); err != nil {
@@ -480,7 +481,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	}
 	cfg := stormlab.BenchConfig{
 		Stormwatch: bin, CPUWindow: *cpu, MinTime: *minTime, LeadRuns: *leadRuns,
-		ReconnectClients: *clients, NewLab: e.newLab,
+		ReconnectClients: *clients, ReconnectRuns: *reconnectRuns, NewLab: e.newLab,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "# "+f+"\n", a...) },
 	}
 	for _, s := range strings.Split(*sizes, ",") {

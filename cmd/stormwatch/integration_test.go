@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/promtooltest"
 )
 
 var (
@@ -426,7 +427,7 @@ func TestDaemonInNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	promtoolCheck(t, body)
+	promtooltest.CheckMetrics(t, body)
 }
 
 // TestDaemonUnprivileged runs the daemon as nobody: every source still

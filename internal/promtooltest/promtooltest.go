@@ -1,4 +1,8 @@
-package main
+// Package promtooltest lints metric expositions in tests with promtool,
+// the checker Prometheus users run. Without promtool (Debian package
+// prometheus) the check is skipped with a log line, except under CI
+// (CI set in the environment), whose .ci/run installs it: there it fails.
+package promtooltest
 
 import (
 	"bytes"
@@ -7,8 +11,9 @@ import (
 	"testing"
 )
 
-// promtoolCheck lints an exposition with `promtool check metrics`.
-func promtoolCheck(t *testing.T, exposition []byte) {
+// CheckMetrics runs `promtool check metrics` on exposition and fails t
+// with promtool's complaints.
+func CheckMetrics(t testing.TB, exposition []byte) {
 	t.Helper()
 	path, err := exec.LookPath("promtool")
 	if err != nil {
