@@ -36,9 +36,10 @@ fuzz:
 	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseSysctl -fuzztime $(FUZZTIME)
 	$(GO) test ./collector -run '^$$' -fuzz FuzzParseInetDiagMsg -fuzztime $(FUZZTIME)
 
-# Collection-cycle benchmarks against a namespace full of sockets (root).
+# Collection cycle, /metrics, daemon CPU and memory against ss and
+# node_exporter at 10k-200k sockets (root; see docs/benchmarks.md).
 bench:
-	$(GO) test ./collector -run '^$$' -bench . -benchmem -benchtime 200x
+	scripts/bench.sh
 
 clean:
 	rm -f stormwatch

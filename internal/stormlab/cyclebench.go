@@ -1,0 +1,223 @@
+//go:build linux
+
+package stormlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/stormwatch/stormwatch/collector"
+)
+
+// Names of the measured cases.
+const (
+	CaseSamplerListen = "sampler: LISTEN + counters"
+	CaseSamplerFull   = "sampler: LISTEN + SYN_RECV + counters"
+	CaseDumpListen    = "listeners source: LISTEN"
+	CaseDumpFull      = "listeners source: LISTEN + SYN_RECV"
+	CaseSSListen      = "ss -Hltn"
+	CaseSSSynRecv     = "ss -Htn state syn-recv"
+	CaseScrapeSW      = "stormwatch /metrics"
+	CaseScrapeNode    = "node_exporter tcpstat /metrics"
+)
+
+// cycleBenchRequest asks a worker (inside the namespace, so that procfs and
+// sock_diag both see it) to time the cases.
+type cycleBenchRequest struct {
+	// Cycle times the sampler and listeners-source cases; IdlePorts are
+	// the listeners the LISTEN-only cases keep (no queue, no half-open
+	// handshake, so no storm signal triggers the SYN_RECV dump).
+	Cycle     bool          `json:"cycle,omitempty"`
+	IdlePorts []uint16      `json:"idle_ports,omitempty"`
+	MinTime   time.Duration `json:"min_time"`
+	MaxRuns   int           `json:"max_runs"`
+	// SS times the ss(8) runs.
+	SS bool `json:"ss,omitempty"`
+	// Scrapes times GET /metrics of these targets (name → address).
+	Scrapes map[string]string `json:"scrapes,omitempty"`
+}
+
+// Timing is the distribution of one case's wall time per run.
+type Timing struct {
+	Runs   int           `json:"runs"`
+	Median time.Duration `json:"median"`
+	P10    time.Duration `json:"p10"`
+	P90    time.Duration `json:"p90"`
+	// AllocsPerOp and BytesPerOp are heap allocations per run (in-process
+	// cases only).
+	AllocsPerOp float64 `json:"allocs_per_op,omitempty"`
+	BytesPerOp  float64 `json:"bytes_per_op,omitempty"`
+	// SynRecvDumps counts the runs whose cycle ran the SYN_RECV dump.
+	SynRecvDumps int `json:"syn_recv_dumps,omitempty"`
+	// Bytes is the size of a scraped page.
+	Bytes int `json:"bytes,omitempty"`
+}
+
+type cycleBenchResult struct {
+	Cases map[string]Timing `json:"cases"`
+}
+
+// timeRuns runs fn at least 5 times and until minTime passed or maxRuns
+// ran, after two warm-up runs (and then warmed, when not nil), and returns
+// the distribution of its wall time and its allocations per run.
+func timeRuns(minTime time.Duration, maxRuns int, fn func() error, warmed func()) (Timing, error) {
+	for range 2 {
+		if err := fn(); err != nil {
+			return Timing{}, err
+		}
+	}
+	if warmed != nil {
+		warmed()
+	}
+	durs := make([]time.Duration, 0, maxRuns)
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	mallocs, bytes := ms.Mallocs, ms.TotalAlloc
+	start := time.Now()
+	for len(durs) < maxRuns && (len(durs) < 5 || time.Since(start) < minTime) {
+		t := time.Now()
+		if err := fn(); err != nil {
+			return Timing{}, err
+		}
+		durs = append(durs, time.Since(t))
+	}
+	runtime.ReadMemStats(&ms)
+	n := len(durs)
+	slices.Sort(durs)
+	return Timing{
+		Runs:        n,
+		Median:      durs[n/2],
+		P10:         durs[n/10],
+		P90:         durs[n*9/10],
+		AllocsPerOp: float64(ms.Mallocs-mallocs) / float64(n),
+		BytesPerOp:  float64(ms.TotalAlloc-bytes) / float64(n),
+	}, nil
+}
+
+// runCycleBench times the requested cases in the calling process, which
+// runs inside the namespace.
+func runCycleBench(ctx context.Context, req cycleBenchRequest) (cycleBenchResult, error) {
+	res := cycleBenchResult{Cases: map[string]Timing{}}
+	if req.MinTime <= 0 {
+		req.MinTime = 2 * time.Second
+	}
+	if req.MaxRuns <= 0 {
+		req.MaxRuns = 2000
+	}
+	if req.Cycle {
+		var idle []collector.PortRange
+		for _, p := range req.IdlePorts {
+			idle = append(idle, collector.PortRange{Lo: p, Hi: p})
+		}
+		if len(idle) == 0 {
+			return res, errors.New("no idle listener ports for the LISTEN-only cases")
+		}
+		listenOnly := collector.ListenerConfig{Include: idle, SynRecvInterval: time.Hour}
+		full := collector.ListenerConfig{SynRecvInterval: 0}
+		for _, c := range []struct {
+			name    string
+			cfg     collector.ListenerConfig
+			sampler bool
+		}{
+			{CaseSamplerListen, listenOnly, true},
+			{CaseSamplerFull, full, true},
+			{CaseDumpListen, listenOnly, false},
+			{CaseDumpFull, full, false},
+		} {
+			t, err := timeCycle(ctx, c.cfg, c.sampler, req.MinTime, req.MaxRuns)
+			if err != nil {
+				return res, fmt.Errorf("%s: %w", c.name, err)
+			}
+			res.Cases[c.name] = t
+		}
+	}
+	if req.SS {
+		for name, args := range map[string][]string{
+			CaseSSListen:  {"-Hltn"},
+			CaseSSSynRecv: {"-Htn", "state", "syn-recv"},
+		} {
+			t, err := timeRuns(req.MinTime, 31, func() error {
+				return exec.CommandContext(ctx, "ss", args...).Run()
+			}, nil)
+			if err != nil {
+				return res, fmt.Errorf("ss %v: %w", args, err)
+			}
+			t.AllocsPerOp, t.BytesPerOp = 0, 0
+			res.Cases[name] = t
+		}
+	}
+	for name, addr := range req.Scrapes {
+		size := 0
+		t, err := timeRuns(req.MinTime, 101, func() error {
+			status, body, err := httpGet(addr, "/metrics")
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("status %d", status)
+			}
+			size = len(body)
+			return err
+		}, nil)
+		if err != nil {
+			return res, fmt.Errorf("scrape %s: %w", addr, err)
+		}
+		t.AllocsPerOp, t.BytesPerOp, t.Bytes = 0, 0, size
+		res.Cases[name] = t
+	}
+	return res, nil
+}
+
+// timeCycle times one cycle of the whole sampler (every source) or of the
+// listeners source alone, with the given listener configuration.
+func timeCycle(ctx context.Context, cfg collector.ListenerConfig, sampler bool, minTime time.Duration, maxRuns int) (Timing, error) {
+	sources, err := collector.NewSources(collector.Config{Listeners: cfg})
+	if err != nil {
+		return Timing{}, err
+	}
+	defer collector.CloseSources(sources)
+	dumps := 0
+	var fn func() error
+	if sampler {
+		s := collector.NewSampler(sources, collector.NewHistory(2))
+		fn = func() error {
+			snap := s.Sample(ctx, time.Now())
+			for _, r := range snap.Sources {
+				if r.Err != nil {
+					return fmt.Errorf("%s: %w", r.Name, r.Err)
+				}
+			}
+			if snap.SynRecv.Ran {
+				dumps++
+			}
+			return nil
+		}
+	} else {
+		var src collector.Source
+		for _, s := range sources {
+			if s.Name() == "listeners" {
+				src = s
+			}
+		}
+		blank := *collector.NewSnapshot(time.Time{})
+		snap := new(collector.Snapshot)
+		fn = func() error {
+			*snap = blank
+			snap.Time = time.Now()
+			if err := src.Collect(ctx, snap); err != nil {
+				return err
+			}
+			if snap.SynRecv.Ran {
+				dumps++
+			}
+			return nil
+		}
+	}
+	t, err := timeRuns(minTime, maxRuns, fn, func() { dumps = 0 })
+	t.SynRecvDumps = dumps
+	return t, err
+}

@@ -1,0 +1,216 @@
+//go:build linux
+
+package stormlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stormwatch/stormwatch/collector"
+)
+
+// ProbeSample is what a Probe read at one instant inside the namespace.
+type ProbeSample struct {
+	Time time.Time
+	// Listeners on the probed ports, from stormwatch's listeners source
+	// (LISTEN dump; SYN_RECV counts as of its own cadence).
+	Listeners []collector.Listener
+	// TCP counters of the namespace.
+	TCP collector.TCPCounters
+	// ConntrackEntries is nf_conntrack_count, NaN without conntrack.
+	ConntrackEntries float64
+}
+
+// Listener returns the sample's listener on port, if any.
+func (s *ProbeSample) Listener(port int) (collector.Listener, bool) {
+	for _, l := range s.Listeners {
+		if int(l.Port) == port {
+			return l, true
+		}
+	}
+	return collector.Listener{}, false
+}
+
+// Probe samples the accept queues and TCP counters of a namespace at a
+// fine interval, from one OS thread that stays inside it, with
+// stormwatch's own listeners source.
+type Probe struct {
+	stop chan struct{}
+	done chan error
+
+	mu      sync.Mutex
+	samples []ProbeSample
+}
+
+// maxProbeSamples bounds a probe's memory: 10 minutes at 10 ms.
+const maxProbeSamples = 60000
+
+// StartProbe starts sampling every interval the listeners on ports (all
+// listeners when empty) and the namespace's counters, until Stop.
+func (l *Lab) StartProbe(interval time.Duration, ports ...int) (*Probe, error) {
+	var include []collector.PortRange
+	for _, p := range ports {
+		include = append(include, collector.PortRange{Lo: uint16(p), Hi: uint16(p)})
+	}
+	p := &Probe{stop: make(chan struct{}), done: make(chan error, 1)}
+	ready := make(chan error, 1)
+	go func() {
+		p.done <- l.NS.Do(func() error {
+			// Dialled here, the sock_diag socket lives in the namespace.
+			sources, err := collector.NewSources(collector.Config{Listeners: collector.ListenerConfig{
+				Include:         include,
+				SynRecvInterval: time.Second,
+			}})
+			if err != nil {
+				ready <- err
+				return err
+			}
+			defer collector.CloseSources(sources)
+			var src collector.Source
+			for _, s := range sources {
+				if s.Name() == "listeners" {
+					src = s
+				}
+			}
+			if src == nil {
+				err := errors.New("collector has no listeners source")
+				ready <- err
+				return err
+			}
+			first := true
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				s, err := probeOnce(src)
+				if err != nil {
+					if first {
+						ready <- err
+					}
+					return err
+				}
+				p.mu.Lock()
+				if len(p.samples) < maxProbeSamples {
+					p.samples = append(p.samples, s)
+				}
+				p.mu.Unlock()
+				if first {
+					ready <- nil
+					first = false
+				}
+				select {
+				case <-p.stop:
+					return nil
+				case <-t.C:
+				}
+			}
+		})
+	}()
+	if err := <-ready; err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	l.Defer(func() error { p.Stop(); return nil })
+	return p, nil
+}
+
+// probeOnce takes one sample on the calling thread (inside the namespace).
+func probeOnce(src collector.Source) (ProbeSample, error) {
+	now := time.Now()
+	snap := collector.NewSnapshot(now)
+	tcp, err := readCounters()
+	if err != nil {
+		return ProbeSample{}, err
+	}
+	snap.TCP = tcp
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := src.Collect(ctx, snap); err != nil {
+		return ProbeSample{}, err
+	}
+	ct := collector.NaN
+	if b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count"); err == nil {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(string(b)), 64); err == nil {
+			ct = v
+		}
+	}
+	return ProbeSample{Time: now, Listeners: snap.Listeners, TCP: tcp, ConntrackEntries: ct}, nil
+}
+
+// Latest returns the newest sample.
+func (p *Probe) Latest() ProbeSample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.samples[len(p.samples)-1]
+}
+
+// Samples returns a copy of the samples so far.
+func (p *Probe) Samples() []ProbeSample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]ProbeSample(nil), p.samples...)
+}
+
+// Stop ends sampling and returns every sample, oldest first.
+func (p *Probe) Stop() ([]ProbeSample, error) {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	err := <-p.done
+	p.done <- err // for a second Stop
+	return p.Samples(), err
+}
+
+// QueueStats summarises a listener's accept queue and the namespace's new
+// connections over a run of samples.
+type QueueStats struct {
+	// PeakQueue is the longest accept queue seen, PeakFill its share of
+	// the limit.
+	PeakQueue uint32
+	Limit     uint32
+	// PeakRate is the most new connections (Tcp PassiveOpens: handshakes
+	// completed into an accept queue) in any window of RateWindow, per
+	// second.
+	PeakRate   float64
+	RateWindow time.Duration
+	// Overflows is the rise of TcpExt ListenOverflows.
+	Overflows float64
+	// FirstOverflow is the first sample at which ListenOverflows had
+	// risen, zero if it never did.
+	FirstOverflow time.Time
+}
+
+// Summarise computes QueueStats of port over samples.
+func Summarise(samples []ProbeSample, port int, window time.Duration) QueueStats {
+	st := QueueStats{RateWindow: window}
+	if len(samples) == 0 {
+		return st
+	}
+	base := samples[0].TCP.ListenOverflows
+	j := 0
+	for i, s := range samples {
+		if l, ok := s.Listener(port); ok {
+			if l.AcceptQueue > st.PeakQueue {
+				st.PeakQueue = l.AcceptQueue
+			}
+			st.Limit = l.AcceptLimit
+		}
+		if d := s.TCP.ListenOverflows - base; d > 0 && st.FirstOverflow.IsZero() {
+			st.FirstOverflow = s.Time
+		}
+		st.Overflows = s.TCP.ListenOverflows - base
+		for j < i && s.Time.Sub(samples[j].Time) > window {
+			j++
+		}
+		if span := s.Time.Sub(samples[j].Time); span >= window/2 && span > 0 {
+			st.PeakRate = max(st.PeakRate, (s.TCP.PassiveOpens-samples[j].TCP.PassiveOpens)/span.Seconds())
+		}
+	}
+	return st
+}
