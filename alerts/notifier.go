@@ -222,17 +222,27 @@ func (n *Notifier) postable(now time.Time, a *Alert) postableAlert {
 }
 
 // Run posts queued alerts until ctx is done or Stop is called; after Stop
-// it posts what is still queued, then returns.
+// it posts what is still queued, within one Timeout in all (a hung
+// Alertmanager cannot hold up shutdown batch after batch), then returns.
 func (n *Notifier) Run(ctx context.Context) {
+	postCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.stop:
+			time.AfterFunc(n.opts.Timeout, cancel)
+		case <-postCtx.Done():
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.stop:
-			n.drain(ctx)
+			n.drain(postCtx)
 			return
 		case <-n.more:
-			n.drain(ctx)
+			n.drain(postCtx)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -257,5 +258,40 @@ func TestNotifierErrors(t *testing.T) {
 	}
 	if _, err := NewNotifier(NotifierOptions{}); err == nil {
 		t.Error("no URL accepted")
+	}
+}
+
+// TestNotifierStopBounded: with an Alertmanager that never answers, Stop
+// gives what is queued one Timeout in all, not one per batch.
+func TestNotifierStopBounded(t *testing.T) {
+	var posts atomic.Int32
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hung.Close()
+	defer close(release)
+	n, err := NewNotifier(NotifierOptions{URLs: []string{hung.URL}, Timeout: 200 * time.Millisecond, MaxBatch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var as []Alert
+	for i := range 50 {
+		as = append(as, firing(fmt.Sprintf("A%d", i), 0, 0))
+	}
+	n.Send(at(0), as) // fifty batches
+	n.Stop()
+	n.Run(context.Background())
+	// One POST hangs until the deadline; a second may start if its own
+	// timeout, begun a moment earlier, ends first. One per batch is the bug.
+	if got := posts.Load(); got > 2 {
+		t.Errorf("%d POSTs after Stop against a hung Alertmanager, want at most 2 (one timeout for the whole queue, not one per batch)", got)
+	}
+	if s := n.Stats(); s.Failed == 0 || s.LastError == nil {
+		t.Errorf("timeout not reported: %+v", s)
 	}
 }
