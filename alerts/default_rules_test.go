@@ -82,7 +82,7 @@ func TestDefaultRulesStorm(t *testing.T) {
 		"ConnectionRateSurge/warning":          902,
 		"AcceptQueueFullSoon/warning/6379":     908,
 		"ConntrackFullSoon/warning":            913,
-		"AcceptQueueNearFull/warning/6379":     912,
+		"AcceptQueueNearFull/warning/6379":     911,
 		"AcceptQueueOverflowing/critical/6379": 913,
 		"ListenOverflows/warning":              913,
 		"SynQueueNearFull/warning/6379":        915,

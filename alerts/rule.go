@@ -74,6 +74,10 @@ type Rule struct {
 	key         string
 }
 
+// Key identifies the rule as Prometheus does: by name and labels, severity
+// included. Two rules with the same Key cannot run together.
+func (r *Rule) Key() string { return r.key }
+
 // Lookback is the longest window the rule's functions read: the History
 // must hold at least this much for the rule to see all it asks for.
 func (r *Rule) Lookback() time.Duration { return r.lookback }

@@ -83,14 +83,14 @@ func synRecvTotal(s *collector.Snapshot) float64 {
 
 func synRecvFresh(s *collector.Snapshot) bool { return s.SynRecv.Ran }
 
-// synQueueLimit approximates how many half-open handshakes listener l holds
+// SynQueueLimit approximates how many half-open handshakes listener l holds
 // before the kernel answers with cookies or drops SYNs (tcp_conn_request):
 // the queue is full once it holds more than the listener's accept queue
 // limit (sk_max_ack_backlog: min(backlog, somaxconn)); and with syncookies
 // off, SYNs from peers not yet proven are dropped once the queue has used
 // three quarters of tcp_max_syn_backlog. Both apply per socket, so a
 // SO_REUSEPORT group of n sockets holds n times the latter.
-func synQueueLimit(s *collector.Snapshot, l *collector.Listener) float64 {
+func SynQueueLimit(s *collector.Snapshot, l *collector.Listener) float64 {
 	limit := float64(l.AcceptLimit)
 	cookies, ok := s.Sysctl("net.ipv4.tcp_syncookies")
 	if !ok {
@@ -199,7 +199,7 @@ var listenerVariables = []*variable{
 		},
 		fresh: synRecvFresh,
 	},
-	listenerGauge("syn_queue_limit", "half-open handshakes the listener holds before cookies or drops (approximation, see package doc)", synQueueLimit),
+	listenerGauge("syn_queue_limit", "half-open handshakes the listener holds before cookies or drops (approximation, see package doc)", SynQueueLimit),
 	listenerGauge("sockets", "listening sockets sharing the address and port", func(_ *collector.Snapshot, l *collector.Listener) float64 {
 		return float64(l.Sockets)
 	}),

@@ -1,10 +1,12 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 
 	"github.com/ti-mo/conntrack"
@@ -30,6 +32,8 @@ type conntrackStatsSource struct {
 
 	mu   sync.Mutex
 	conn *conntrack.Conn // dialled on first need, dropped after an error
+
+	totals ctTotals // only touched by Collect, which the sampler runs serially
 }
 
 func newConntrackStatsSource(fs procfs.FS, dial ConntrackDialFunc) *conntrackStatsSource {
@@ -44,11 +48,7 @@ func (s *conntrackStatsSource) Name() string { return "conntrack_stats" }
 func (s *conntrackStatsSource) Collect(ctx context.Context, snap *Snapshot) error {
 	st, err := s.fs.ConntrackStat()
 	if err == nil {
-		c := &snap.Conntrack
-		c.StatsVia = "procfs"
-		c.Found, c.Invalid, c.Insert, c.InsertFailed = st.Found, st.Invalid, st.Insert, st.InsertFailed
-		c.Drop, c.EarlyDrop, c.ICMPError, c.SearchRestart = st.Drop, st.EarlyDrop, st.ICMPError, st.SearchRestart
-		c.ClashResolve, c.ChainTooLong = st.ClashResolve, st.ChainTooLong
+		s.totals.update("procfs", st.Has, st.CPUs, &snap.Conntrack)
 		return nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
@@ -98,20 +98,64 @@ func (s *conntrackStatsSource) collectNetlink(ctx context.Context, snap *Snapsho
 	if len(r.stats) == 0 {
 		return fmt.Errorf("ctnetlink stats: kernel returned no CPU rows")
 	}
-	c := &snap.Conntrack
-	c.StatsVia = "ctnetlink"
-	c.Found, c.Invalid, c.Insert, c.InsertFailed, c.Drop, c.EarlyDrop, c.ICMPError, c.SearchRestart = 0, 0, 0, 0, 0, 0, 0, 0
-	for _, st := range r.stats {
-		c.Found += float64(st.Found)
-		c.Invalid += float64(st.Invalid)
-		c.Insert += float64(st.Insert)
-		c.InsertFailed += float64(st.InsertFailed)
-		c.Drop += float64(st.Drop)
-		c.EarlyDrop += float64(st.EarlyDrop)
-		c.ICMPError += float64(st.Error)
-		c.SearchRestart += float64(st.SearchRestart)
+	slices.SortFunc(r.stats, func(a, b conntrack.Stats) int { return cmp.Compare(a.CPUID, b.CPUID) })
+	rows := make([]procfs.ConntrackRow, len(r.stats))
+	for i, st := range r.stats {
+		row := &rows[i]
+		row[procfs.CTFound], row[procfs.CTInvalid], row[procfs.CTInsert] = st.Found, st.Invalid, st.Insert
+		row[procfs.CTInsertFailed], row[procfs.CTDrop], row[procfs.CTEarlyDrop] = st.InsertFailed, st.Drop, st.EarlyDrop
+		row[procfs.CTICMPError], row[procfs.CTSearchRestart] = st.Error, st.SearchRestart
 	}
+	s.totals.update("ctnetlink", ctnetlinkHas, rows, &snap.Conntrack)
 	return nil
+}
+
+// ctnetlinkHas are the counters ctnetlink's per-CPU stats carry.
+var ctnetlinkHas = func() (has [procfs.NumCTCounters]bool) {
+	for c := range has {
+		has[c] = c != procfs.CTClashResolve && c != procfs.CTChainTooLong
+	}
+	return has
+}()
+
+// ctTotals turns the kernel's per-CPU conntrack counters, 32-bit and
+// wrapping (on a busy NAT host found and insert wrap within hours), into
+// running totals that only grow: each CPU's change since the last read is
+// taken modulo 2^32. The totals start at the sums of the first read, and
+// again whenever the path or the number of CPUs changes.
+type ctTotals struct {
+	via   string
+	prev  []procfs.ConntrackRow
+	total [procfs.NumCTCounters]float64
+}
+
+// update adds a read to the totals and writes them into c.
+func (a *ctTotals) update(via string, has [procfs.NumCTCounters]bool, rows []procfs.ConntrackRow, c *Conntrack) {
+	if via != a.via || len(rows) != len(a.prev) {
+		a.total = [procfs.NumCTCounters]float64{}
+		for _, row := range rows {
+			for i, v := range row {
+				a.total[i] += float64(v)
+			}
+		}
+	} else {
+		for r, row := range rows {
+			for i, v := range row {
+				a.total[i] += float64(v - a.prev[r][i]) // uint32: wraps like the kernel's
+			}
+		}
+	}
+	a.via, a.prev = via, append(a.prev[:0], rows...)
+	v := func(i int) float64 {
+		if !has[i] {
+			return NaN
+		}
+		return a.total[i]
+	}
+	c.StatsVia = via
+	c.Found, c.Invalid, c.Insert, c.InsertFailed = v(procfs.CTFound), v(procfs.CTInvalid), v(procfs.CTInsert), v(procfs.CTInsertFailed)
+	c.Drop, c.EarlyDrop, c.ICMPError = v(procfs.CTDrop), v(procfs.CTEarlyDrop), v(procfs.CTICMPError)
+	c.SearchRestart, c.ClashResolve, c.ChainTooLong = v(procfs.CTSearchRestart), v(procfs.CTClashResolve), v(procfs.CTChainTooLong)
 }
 
 func (s *conntrackStatsSource) drop() {

@@ -49,7 +49,8 @@ package collector
 //   - Tcp PassiveOpens grew faster than passiveOpensFloor per second (a
 //     connection storm completing handshakes);
 //   - a kept listener's accept queue is not empty;
-//   - the previous SYN_RECV dump found half-open handshakes (follow a flood
+//   - the previous SYN_RECV dump found a listener's SYN queue a tenth full
+//     or more (a few handshakes in flight are normal; follow a flood
 //     until it is over);
 // and otherwise every SynRecvInterval (0: every cycle). The counters come
 // from the tcpstat source, which runs earlier in the same cycle; the previous
@@ -103,6 +104,12 @@ const (
 	// synRecvCPUShare is the share of elapsed time that signalled SYN_RECV
 	// dumps may take, judged by the last dump's wall time.
 	synRecvCPUShare = 0.008
+
+	// synQueueFollowShare: while the last SYN_RECV dump found a listener's
+	// SYN queue at least 1/synQueueFollowShare full (its limit taken as the
+	// accept queue limit, the listen backlog), the dump runs every cycle to
+	// follow the flood.
+	synQueueFollowShare = 10
 
 	// maxDumpAttempts bounds the restarts of an interrupted or overrun dump
 	// within one cycle.
@@ -415,14 +422,16 @@ func (l *listenerSource) listenerFor(addr netip.Addr, port uint16) (int, bool) {
 // rememberSynRecv keeps this dump's counts for the cycles that skip it.
 func (l *listenerSource) rememberSynRecv(now time.Time, cost time.Duration) {
 	clear(l.last)
-	var total uint64
+	filling := false
 	for _, ln := range l.cur {
 		if ln.SynRecv > 0 {
 			l.last[listenerKey{ln.Addr, ln.Port}] = ln.SynRecv
-			total += uint64(ln.SynRecv)
+			// A few handshakes in flight are normal on a busy host; a
+			// SYN queue a tenth full is a flood worth following.
+			filling = filling || uint64(ln.SynRecv)*synQueueFollowShare >= uint64(max(ln.AcceptLimit, 1))
 		}
 	}
-	l.cadence.lastDump, l.cadence.lastCost, l.cadence.halfOpen = now, cost, total
+	l.cadence.lastDump, l.cadence.lastCost, l.cadence.synFilling = now, cost, filling
 }
 
 // carrySynRecv puts the last dump's counts on the current listeners.
@@ -471,7 +480,9 @@ type synRecvCadence struct {
 	prevTCP  TCPCounters   // its counters
 	lastDump time.Time     // the last successful SYN_RECV dump
 	lastCost time.Duration // how long it took
-	halfOpen uint64        // half-open handshakes it found
+	// synFilling is true when that dump found a listener's SYN queue at
+	// least 1/synQueueFollowShare full.
+	synFilling bool
 }
 
 // due reports whether the SYN_RECV dump should run in the cycle at now,
@@ -500,7 +511,7 @@ func (c *synRecvCadence) withinBudget(now time.Time) bool {
 // signal reports whether a cheap storm signal moved since the previous
 // cycle.
 func (c *synRecvCadence) signal(now time.Time, tcp TCPCounters, acceptQueued bool) bool {
-	if acceptQueued || c.halfOpen > 0 {
+	if acceptQueued || c.synFilling {
 		return true
 	}
 	if c.prevTime.IsZero() {

@@ -321,7 +321,7 @@ func TestSynRecvCadenceDue(t *testing.T) {
 		{name: "passive opens below floor", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.PassiveOpens += passiveOpensFloor - 1 })},
 		{name: "passive opens rate over two seconds", c: base, now: t0.Add(2 * time.Second), tcp: counters(func(c *TCPCounters) { c.PassiveOpens += 2 * passiveOpensFloor })},
 		{name: "accept queue", c: base, now: now, tcp: counters(nil), queued: true, wantRun: true, wantReason: reasonSignal},
-		{name: "half-open last time", c: func() synRecvCadence { c := base; c.halfOpen = 1; return c }(), now: now, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
+		{name: "SYN queue filling last time", c: func() synRecvCadence { c := base; c.synFilling = true; return c }(), now: now, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
 		{name: "signal within budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 8*time.Millisecond; return c }(),
 			now: now, queued: true, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
 		{name: "signal over budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 16*time.Millisecond; return c }(),
@@ -346,7 +346,8 @@ func TestSynRecvCadenceDue(t *testing.T) {
 }
 
 func TestListenersCadence(t *testing.T) {
-	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 6379, 0, 128, false)}}
+	// Backlog 16: two half-opens fill an eighth of its SYN queue.
+	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 6379, 0, 16, false)}}
 	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: 10 * time.Second})
 	t0 := time.Unix(1_700_000_000, 0)
 	halfOpen := []inetDiagMsg{requestSock("10.0.0.1", 6379), requestSock("10.0.0.2", 6379)}
@@ -369,7 +370,7 @@ func TestListenersCadence(t *testing.T) {
 		// SYN cookies sent: dumped.
 		{at: 2 * time.Second, sockets: halfOpen, cookie: true, wantRan: true,
 			wantInfo: SynRecvInfo{Time: t0.Add(2 * time.Second), Reason: reasonSignal, Dumps: 2}, wantSyn: 2},
-		// Still half-open last time: dumped, and the dump fails: the
+		// The SYN queue was filling last time: dumped, and the dump fails: the
 		// counts are carried.
 		{at: 3 * time.Second, sockets: halfOpen, synErr: true,
 			wantInfo: SynRecvInfo{Time: t0.Add(2 * time.Second), Reason: reasonSignal, Dumps: 2}, wantSyn: 2},
@@ -411,7 +412,7 @@ func TestListenersCadence(t *testing.T) {
 
 func TestListenersCarryFollowsListener(t *testing.T) {
 	k := &fakeKernel{sockets: []inetDiagMsg{
-		listenSock("0.0.0.0", 6379, 0, 128, false),
+		listenSock("0.0.0.0", 6379, 0, 8, false),
 		requestSock("10.0.0.1", 6379),
 	}}
 	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: time.Hour})
@@ -419,8 +420,8 @@ func TestListenersCarryFollowsListener(t *testing.T) {
 	if _, err := collectAt(t, src, t0, quietTCP()); err != nil {
 		t.Fatal(err)
 	}
-	// Follow-up dump (half-open found) fails; a new listener appears.
-	k.sockets = []inetDiagMsg{listenSock("0.0.0.0", 6379, 0, 128, false), listenSock("0.0.0.0", 6380, 0, 128, false)}
+	// Follow-up dump (its SYN queue an eighth full) fails; a new listener appears.
+	k.sockets = []inetDiagMsg{listenSock("0.0.0.0", 6379, 0, 8, false), listenSock("0.0.0.0", 6380, 0, 128, false)}
 	k.nlErr = func(_ uint8, states uint32) error {
 		if states == tcpfSynRecv {
 			return unix.EIO
@@ -432,7 +433,7 @@ func TestListenersCarryFollowsListener(t *testing.T) {
 		t.Fatalf("err = %v, want EIO", err)
 	}
 	want := []Listener{
-		{Addr: v4Any, Port: 6379, Sockets: 1, AcceptLimit: 128, SynRecv: 1},
+		{Addr: v4Any, Port: 6379, Sockets: 1, AcceptLimit: 8, SynRecv: 1},
 		{Addr: v4Any, Port: 6380, Sockets: 1, AcceptLimit: 128},
 	}
 	if diff := cmp.Diff(want, s.Listeners, equateAddr); diff != "" {

@@ -2,16 +2,20 @@ package collector
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/sys/unix"
 
+	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/procfs"
 )
 
@@ -93,56 +97,130 @@ func TestConntrackSources(t *testing.T) {
 	}
 }
 
-// TestConntrackStatsNetlinkFallback points the procfs root at a tree whose
-// kernel lacks /proc/net/stat/nf_conntrack, so the source must ask
-// ctnetlink, and checks its counters against the real file of this host
-// read before and after.
+// invalidSegments is how many invalid TCP segments the fallback test sends.
+const invalidSegments = 5
+
+// TestConntrackStatsNetlinkFallback: on a kernel without
+// /proc/net/stat/nf_conntrack the source asks ctnetlink. In a namespace
+// that tracks traffic, its counters must match the namespace's own
+// stat file read just before and after.
 func TestConntrackStatsNetlinkFallback(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("ctnetlink stats need CAP_NET_ADMIN: run the tests as root")
+	ns := netnstest.New(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("nft (package nftables) is needed to make the namespace track flows")
 	}
-	host, err := procfs.NewFS("/")
+	if out, err := ns.Exec(context.Background(), "nft", "add table inet swct; add chain inet swct in { type filter hook input priority 0; }; add rule inet swct in ct state new counter"); err != nil {
+		t.Fatalf("nft: %v %s", err, out)
+	}
+	// A root whose proc/net is the calling thread's: read inside ns.Do it
+	// is the namespace's own stat file, the one ctnetlink must agree with.
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "proc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/proc/thread-self/net", filepath.Join(root, "proc", "net")); err != nil {
+		t.Fatal(err)
+	}
+	nsFS, err := procfs.NewFS(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := host.ConntrackStat()
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip("this kernel has no /proc/net/stat/nf_conntrack to compare with (nf_conntrack not loaded)")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := NewSnapshot(time.Time{})
-	snap.Conntrack.Entries = 1 // the table source found conntrack
+	var snap *Snapshot
+	var before, after procfs.ConntrackStat
 	src := newConntrackStatsSource(fixtureFS(t, "no-conntrack-procfs"), nil)
 	defer src.Close()
-	if err := src.Collect(context.Background(), snap); err != nil {
-		t.Fatal(err)
-	}
-	after, err := host.ConntrackStat()
+	err = ns.Do(func() error {
+		// 6.x counts only trouble (invalid, drop, …), so make some: TCP
+		// segments with SYN and FIN both set are invalid to conntrack.
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_TCP)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		seg := make([]byte, 20)
+		binary.BigEndian.PutUint16(seg[0:], 1234) // source port
+		binary.BigEndian.PutUint16(seg[2:], 5555) // destination port
+		seg[12], seg[13] = 5<<4, 0x03             // data offset; SYN|FIN
+		for range invalidSegments {
+			if err := unix.Sendto(fd, seg, 0, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+				return err
+			}
+		}
+		if before, err = nsFS.ConntrackStat(); err != nil {
+			return err
+		}
+		snap = NewSnapshot(time.Time{})
+		snap.Conntrack.Entries = 1 // the table source found conntrack
+		if err := src.Collect(context.Background(), snap); err != nil {
+			return err
+		}
+		after, err = nsFS.ConntrackStat()
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if snap.Conntrack.StatsVia != "ctnetlink" {
 		t.Fatalf("StatsVia = %q, want ctnetlink", snap.Conntrack.StatsVia)
 	}
+	if snap.Conntrack.Invalid < invalidSegments {
+		t.Errorf("invalid = %v via ctnetlink, want at least the %d invalid segments sent", snap.Conntrack.Invalid, invalidSegments)
+	}
 	for _, c := range []struct {
-		name        string
-		lo, got, hi float64
+		name string
+		i    int
+		got  float64
 	}{
-		{"found", before.Found, snap.Conntrack.Found, after.Found},
-		{"insert", before.Insert, snap.Conntrack.Insert, after.Insert},
-		{"insert_failed", before.InsertFailed, snap.Conntrack.InsertFailed, after.InsertFailed},
-		{"drop", before.Drop, snap.Conntrack.Drop, after.Drop},
-		{"early_drop", before.EarlyDrop, snap.Conntrack.EarlyDrop, after.EarlyDrop},
-		{"invalid", before.Invalid, snap.Conntrack.Invalid, after.Invalid},
+		{"found", procfs.CTFound, snap.Conntrack.Found},
+		{"insert", procfs.CTInsert, snap.Conntrack.Insert},
+		{"insert_failed", procfs.CTInsertFailed, snap.Conntrack.InsertFailed},
+		{"drop", procfs.CTDrop, snap.Conntrack.Drop},
+		{"early_drop", procfs.CTEarlyDrop, snap.Conntrack.EarlyDrop},
+		{"invalid", procfs.CTInvalid, snap.Conntrack.Invalid},
 	} {
-		if c.got < c.lo || c.got > c.hi {
-			t.Errorf("%s via ctnetlink = %v, procfs read %v before and %v after", c.name, c.got, c.lo, c.hi)
+		if lo, hi := before.Sum(c.i), after.Sum(c.i); c.got < lo || c.got > hi {
+			t.Errorf("%s via ctnetlink = %v, the namespace's stat file said %v before and %v after", c.name, c.got, lo, hi)
 		}
 	}
 	if !math.IsNaN(snap.Conntrack.ClashResolve) {
 		t.Errorf("ClashResolve = %v via ctnetlink, which does not carry it; want NaN", snap.Conntrack.ClashResolve)
+	}
+}
+
+// TestConntrackTotalsWrap: the kernel's per-CPU counters are 32-bit and
+// wrap; the totals must keep growing by the real change.
+func TestConntrackTotalsWrap(t *testing.T) {
+	var has [procfs.NumCTCounters]bool
+	has[procfs.CTInsert] = true
+	row := func(v uint32) procfs.ConntrackRow {
+		var r procfs.ConntrackRow
+		r[procfs.CTInsert] = v
+		return r
+	}
+	var a ctTotals
+	var c Conntrack
+	steps := []struct {
+		via  string
+		rows []procfs.ConntrackRow
+		want float64
+	}{
+		{"procfs", []procfs.ConntrackRow{row(3_000_000_000), row(4_294_967_000)}, 3_000_000_000 + 4_294_967_000},
+		// CPU 1 wraps: +296 to 2^32, then to 100.
+		{"procfs", []procfs.ConntrackRow{row(3_000_000_005), row(100)}, 3_000_000_000 + 4_294_967_000 + 5 + 396},
+		{"procfs", []procfs.ConntrackRow{row(3_000_000_005), row(101)}, 3_000_000_000 + 4_294_967_000 + 5 + 397},
+		// A CPU comes online: start again from the sums.
+		{"procfs", []procfs.ConntrackRow{row(1), row(2), row(3)}, 6},
+		// The path changes: start again too.
+		{"ctnetlink", []procfs.ConntrackRow{row(10), row(20), row(30)}, 60},
+	}
+	for i, st := range steps {
+		a.update(st.via, has, st.rows, &c)
+		if c.Insert != st.want || c.StatsVia != st.via {
+			t.Errorf("step %d: insert %v via %q, want %v via %q", i, c.Insert, c.StatsVia, st.want, st.via)
+		}
+		if !math.IsNaN(c.Drop) {
+			t.Errorf("step %d: drop %v for a counter the kernel does not print, want NaN", i, c.Drop)
+		}
 	}
 }
 

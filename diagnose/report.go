@@ -192,7 +192,12 @@ func Build(in Input) *Report {
 	if window > 0 {
 		syn.Items = append(syn.Items, b.rateItem(Item{ID: "syn_overflows", What: "SYN cookies + drops", Unit: "SYNs/s"},
 			func(x *collector.Snapshot) float64 {
-				return nanToZero(x.TCP.SyncookiesSent) + nanToZero(x.TCP.TCPReqQFullDrop)
+				// Older kernels lack TCPReqQFullDrop; neither read is no data.
+				c, d := x.TCP.SyncookiesSent, x.TCP.TCPReqQFullDrop
+				if !collector.Present(c) && !collector.Present(d) {
+					return math.NaN()
+				}
+				return nanToZero(c) + nanToZero(d)
 			}, "tcpstat"))
 	}
 	for _, l := range listeners {
@@ -201,7 +206,7 @@ func Build(in Input) *Report {
 			continue // a quiet listener's SYN queue says nothing
 		}
 		syn.Items = append(syn.Items, b.item(Item{ID: "syn_queue", What: "SYN queue " + hostPort(labels), Unit: "half-open"},
-			labels, float64(l.SynRecv), float64(l.AcceptLimit), "listeners"))
+			labels, float64(l.SynRecv), alerts.SynQueueLimit(s, &l), "listeners"))
 	}
 
 	accept := Section{Name: "accept_queue", Title: "Accept queue"}
@@ -262,8 +267,15 @@ func Build(in Input) *Report {
 	return r
 }
 
-// verdict is the worst item status; Unknown only when no source read
-// anything.
+// coreSources are what the checklist cannot do without: the queues per
+// listener and the overflow counters. When one of them fails, an otherwise
+// clean report is Unknown, not OK.
+var coreSources = []string{"listeners", "tcpstat"}
+
+// verdict is the worst item status. With nothing worse than OK it is
+// Unknown when a core source failed (a check that could not see the queues
+// cannot call the host healthy); items Unknown for want of a lesser source
+// (conntrack stats without CAP_NET_ADMIN) leave it OK.
 func (r *Report) verdict() Status {
 	worst := OK
 	for _, sec := range r.Sections {
@@ -273,15 +285,15 @@ func (r *Report) verdict() Status {
 			}
 		}
 	}
-	if worst == OK {
-		for _, s := range r.Sources {
-			if s.Success {
-				return OK
-			}
-		}
-		return Unknown
+	if worst != OK {
+		return worst
 	}
-	return worst
+	for _, s := range r.Sources {
+		if slices.Contains(coreSources, s.Name) && !s.Success && !s.NoData {
+			return Unknown
+		}
+	}
+	return OK
 }
 
 type builder struct {

@@ -182,3 +182,41 @@ func TestNothingReadIsUnknown(t *testing.T) {
 		t.Errorf("status %v exit %d, want UNKNOWN 3", r.Status, r.ExitCode)
 	}
 }
+
+// TestCoreSourceFailedIsUnknown: a check that could not read the listeners
+// or the TCP counters cannot call the host healthy, and each item that
+// needed them says so.
+func TestCoreSourceFailedIsUnknown(t *testing.T) {
+	for _, src := range []string{"listeners", "tcpstat"} {
+		t.Run(src, func(t *testing.T) {
+			first, last := host(t0), host(t0.Add(2*time.Second))
+			for _, s := range []*collector.Snapshot{first, last} {
+				for i := range s.Sources {
+					if s.Sources[i].Name == src {
+						s.Sources[i] = collector.SourceResult{Name: src, Err: errors.New("netlink receive: timeout")}
+					}
+				}
+				if src == "tcpstat" {
+					s.TCP = collector.NewSnapshot(t0).TCP // nothing read
+				} else {
+					s.Listeners = nil
+				}
+			}
+			r := build(t, first, last)
+			if r.Status != Unknown || r.ExitCode != 3 {
+				t.Errorf("status %v exit %d with %s failed, want UNKNOWN 3", r.Status, r.ExitCode, src)
+			}
+			for _, sec := range r.Sections {
+				for _, it := range sec.Items {
+					needs := it.ID == "accept_queue"
+					if src == "tcpstat" {
+						needs = it.ID == "syn_overflows" || it.ID == "accept_overflows" || it.ID == "connection_rate"
+					}
+					if needs && (it.Status != Unknown || it.Reason == "") {
+						t.Errorf("%s item %q: status %v reason %q, want UNKNOWN with the reason", src, it.What, it.Status, it.Reason)
+					}
+				}
+			}
+		})
+	}
+}

@@ -101,14 +101,30 @@ func TestNoSnapshotYet(t *testing.T) {
 	}
 }
 
-func TestFailedListenersSourceExportsNoListenerSeries(t *testing.T) {
+func TestFailedListenersSource(t *testing.T) {
+	// The LISTEN dump failed: no listener is known, so no listener series,
+	// and no claim that none were dropped.
 	snap := collector.NewSnapshot(time.Unix(0, 0))
 	snap.Sources = []collector.SourceResult{{Name: "listeners", Err: errors.New("boom")}}
 	got := render(t, snap)
-	if bytes.Contains(got, []byte("stormwatch_listener_")) {
-		t.Errorf("listener series exported for a failed source:\n%s", got)
+	if bytes.Contains(got, []byte("stormwatch_listener_")) || bytes.Contains(got, []byte("stormwatch_listeners_dropped")) {
+		t.Errorf("listener series exported for a failed LISTEN dump:\n%s", got)
 	}
 	if !bytes.Contains(got, []byte(`stormwatch_collector_success{collector="listeners"} 0`)) {
 		t.Errorf("collector_success 0 missing:\n%s", got)
+	}
+
+	// Only the SYN_RECV dump failed: the listeners the LISTEN dump found
+	// are still exported, with the carried SYN_RECV counts.
+	snap.Listeners = []collector.Listener{{Addr: netip.MustParseAddr("0.0.0.0"), Port: 6379, Sockets: 1, AcceptQueue: 3, AcceptLimit: 511, SynRecv: 2}}
+	snap.SynRecv = collector.SynRecvInfo{Time: time.Unix(0, 0), Reason: "interval", Dumps: 1}
+	got = render(t, snap)
+	for _, want := range []string{
+		`stormwatch_listener_accept_queue_length{addr="0.0.0.0",port="6379"} 3`,
+		`stormwatch_listener_syn_recv{addr="0.0.0.0",port="6379"} 2`,
+	} {
+		if !bytes.Contains(got, []byte(want)) {
+			t.Errorf("missing %s after a failed SYN_RECV dump:\n%s", want, got)
+		}
 	}
 }

@@ -10,26 +10,52 @@ import (
 	"strings"
 )
 
-// ConntrackStat is /proc/net/stat/nf_conntrack: the per-CPU counters summed
-// over CPUs, read by column name. A column the kernel does not print is NaN
-// (clashres and chainlength, the chaintoolong counter, appeared in 5.x;
-// search_restart in 4.10;
-// searched and delete_list vanished in 4.x).
+// Indexes of the per-CPU conntrack counters in a ConntrackStat row.
+const (
+	CTFound = iota
+	CTInvalid
+	CTInsert
+	CTInsertFailed
+	CTDrop
+	CTEarlyDrop
+	CTICMPError
+	CTSearchRestart
+	CTClashResolve
+	CTChainTooLong
+	// NumCTCounters is the length of a row.
+	NumCTCounters
+)
+
+// ConntrackRow is one CPU's conntrack counters. The kernel keeps them as
+// 32-bit unsigned integers that wrap: sum rows only through a wrap-aware
+// accumulator when following them over time.
+type ConntrackRow [NumCTCounters]uint32
+
+// ConntrackStat is /proc/net/stat/nf_conntrack, read by column name.
+// Columns vary with the kernel: clashres and chainlength (the chaintoolong
+// counter) appeared in 5.x, search_restart in 4.10, and searched and
+// delete_list are gone; Has says which this kernel prints.
 type ConntrackStat struct {
 	// Entries is the table's entry count (the same on every CPU row).
-	Entries       float64
-	Found         float64
-	Invalid       float64
-	Insert        float64
-	InsertFailed  float64
-	Drop          float64
-	EarlyDrop     float64
-	ICMPError     float64
-	SearchRestart float64
-	ClashResolve  float64
-	ChainTooLong  float64
-	// CPUs is the number of per-CPU rows summed.
-	CPUs int
+	Entries float64
+	// Has is true for the counters the kernel prints.
+	Has [NumCTCounters]bool
+	// CPUs holds one row per possible CPU.
+	CPUs []ConntrackRow
+}
+
+// Sum returns counter c summed over the CPUs as they stand (NaN when the
+// kernel does not print it). The per-CPU counters wrap at 2^32, so a sum
+// can fall between two reads.
+func (s ConntrackStat) Sum(c int) float64 {
+	if !s.Has[c] {
+		return math.NaN()
+	}
+	var v float64
+	for _, row := range s.CPUs {
+		v += float64(row[c])
+	}
+	return v
 }
 
 // ConntrackStat reads /proc/net/stat/nf_conntrack. The file is absent on
@@ -49,10 +75,9 @@ func (fs FS) ConntrackStat() (ConntrackStat, error) {
 }
 
 // parseConntrackStat parses the nf_conntrack stat file: a header of column
-// names, then one row of hexadecimal counters per possible CPU.
+// names, then one row of 32-bit hexadecimal counters per possible CPU.
 func parseConntrackStat(r io.Reader) (ConntrackStat, error) {
-	nan := math.NaN()
-	st := ConntrackStat{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, 0}
+	st := ConntrackStat{Entries: math.NaN()}
 	sc := bufio.NewScanner(io.LimitReader(r, maxFileSize))
 	if !sc.Scan() {
 		if err := sc.Err(); err != nil {
@@ -64,32 +89,37 @@ func parseConntrackStat(r io.Reader) (ConntrackStat, error) {
 	if len(header) == 0 {
 		return st, fmt.Errorf("%w: nf_conntrack stats: empty header", ErrFileParse)
 	}
-	// dst[i] is where column i goes, nil for columns we do not keep.
-	dst := make([]*float64, len(header))
+	// col[i] is where column i goes: a counter index, entriesCol, or -1.
+	const entriesCol = -2
+	col := make([]int, len(header))
 	for i, name := range header {
+		col[i] = -1
 		switch name {
 		case "entries":
-			dst[i] = &st.Entries
+			col[i] = entriesCol
 		case "found":
-			dst[i] = &st.Found
+			col[i] = CTFound
 		case "invalid":
-			dst[i] = &st.Invalid
+			col[i] = CTInvalid
 		case "insert":
-			dst[i] = &st.Insert
+			col[i] = CTInsert
 		case "insert_failed":
-			dst[i] = &st.InsertFailed
+			col[i] = CTInsertFailed
 		case "drop":
-			dst[i] = &st.Drop
+			col[i] = CTDrop
 		case "early_drop":
-			dst[i] = &st.EarlyDrop
+			col[i] = CTEarlyDrop
 		case "icmp_error":
-			dst[i] = &st.ICMPError
+			col[i] = CTICMPError
 		case "search_restart":
-			dst[i] = &st.SearchRestart
+			col[i] = CTSearchRestart
 		case "clashres":
-			dst[i] = &st.ClashResolve
+			col[i] = CTClashResolve
 		case "chainlength", "chaintoolong": // 6.x prints the chaintoolong counter as "chainlength"
-			dst[i] = &st.ChainTooLong
+			col[i] = CTChainTooLong
+		}
+		if col[i] >= 0 {
+			st.Has[col[i]] = true
 		}
 	}
 	for sc.Scan() {
@@ -99,32 +129,28 @@ func parseConntrackStat(r io.Reader) (ConntrackStat, error) {
 		}
 		if len(fields) != len(header) {
 			return st, fmt.Errorf("%w: nf_conntrack stats: row %d has %d fields, header %d",
-				ErrFileParse, st.CPUs+1, len(fields), len(header))
+				ErrFileParse, len(st.CPUs)+1, len(fields), len(header))
 		}
+		var row ConntrackRow
 		for i, f := range fields {
-			v, err := strconv.ParseUint(f, 16, 64)
+			v, err := strconv.ParseUint(f, 16, 32)
 			if err != nil {
-				return st, fmt.Errorf("%w: nf_conntrack stats: row %d column %s: %q is not hexadecimal",
-					ErrFileParse, st.CPUs+1, header[i], f)
+				return st, fmt.Errorf("%w: nf_conntrack stats: row %d column %s: %q is not a 32-bit hexadecimal number",
+					ErrFileParse, len(st.CPUs)+1, header[i], f)
 			}
-			p := dst[i]
-			switch {
-			case p == nil:
-			case p == &st.Entries:
-				// A global count printed on every row: keep it once.
-				*p = float64(v)
-			case st.CPUs == 0:
-				*p = float64(v)
-			default:
-				*p += float64(v)
+			switch c := col[i]; {
+			case c == entriesCol:
+				st.Entries = float64(v) // a global count printed on every row
+			case c >= 0:
+				row[c] = uint32(v)
 			}
 		}
-		st.CPUs++
+		st.CPUs = append(st.CPUs, row)
 	}
 	if err := sc.Err(); err != nil {
 		return st, fmt.Errorf("%w: nf_conntrack stats: %w", ErrFileParse, err)
 	}
-	if st.CPUs == 0 {
+	if len(st.CPUs) == 0 {
 		return st, fmt.Errorf("%w: nf_conntrack stats: no CPU rows", ErrFileParse)
 	}
 	return st, nil

@@ -105,21 +105,31 @@ func TestTCPStatsMissing(t *testing.T) {
 	}
 }
 
+// sums returns every counter of st summed over its CPUs.
+func sums(st ConntrackStat) [NumCTCounters]float64 {
+	var out [NumCTCounters]float64
+	for c := range out {
+		out[c] = st.Sum(c)
+	}
+	return out
+}
+
 func TestConntrackStat(t *testing.T) {
 	nan := math.NaN()
 	tests := []struct {
 		tree    string
-		want    ConntrackStat
+		entries float64
+		cpus    int
+		want    [NumCTCounters]float64 // by CT* index
 		wantErr error
 	}{
-		{tree: "linux-6.18", want: ConntrackStat{CPUs: 2}},
+		{tree: "linux-6.18", cpus: 2},
 		// The 2.6.32 layout has searched/delete_list and no
 		// search_restart, clashres or chaintoolong.
-		{tree: "linux-2.6.32", want: ConntrackStat{
-			Entries: 0xf5a2, Found: 0x12a4b1 + 0x13b5c2, Invalid: 0xc1 + 0xd2,
-			Insert: 0x3fa112 + 0x40b223, InsertFailed: 3 + 1, Drop: 0x11 + 0x4,
-			EarlyDrop: 0, ICMPError: 0,
-			SearchRestart: nan, ClashResolve: nan, ChainTooLong: nan, CPUs: 2,
+		{tree: "linux-2.6.32", entries: 0xf5a2, cpus: 2, want: [NumCTCounters]float64{
+			CTFound: 0x12a4b1 + 0x13b5c2, CTInvalid: 0xc1 + 0xd2, CTInsert: 0x3fa112 + 0x40b223,
+			CTInsertFailed: 3 + 1, CTDrop: 0x11 + 0x4, CTEarlyDrop: 0, CTICMPError: 0,
+			CTSearchRestart: nan, CTClashResolve: nan, CTChainTooLong: nan,
 		}},
 		{tree: "no-conntrack", wantErr: os.ErrNotExist},
 		{tree: "no-conntrack-procfs", wantErr: os.ErrNotExist},
@@ -133,8 +143,11 @@ func TestConntrackStat(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if diff := cmp.Diff(tt.want, got, nanEqual); diff != "" {
-				t.Errorf("ConntrackStat (-want +got):\n%s", diff)
+			if got.Entries != tt.entries || len(got.CPUs) != tt.cpus {
+				t.Errorf("entries %v, %d CPUs; want %v, %d", got.Entries, len(got.CPUs), tt.entries, tt.cpus)
+			}
+			if diff := cmp.Diff(tt.want, sums(got), nanEqual); diff != "" {
+				t.Errorf("sums (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -148,6 +161,7 @@ func TestParseConntrackStatErrors(t *testing.T) {
 		"short row":    "entries drop\n00000001\n",
 		"not hex":      "entries drop\n00000001 zz\n",
 		"overflow":     "entries drop\n00000001 11111111111111111111\n",
+		"over 32 bits": "entries drop\n00000001 100000000\n",
 	}
 	for name, in := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -182,7 +196,7 @@ func FuzzParseConntrackStat(f *testing.F) {
 			t.Skip("over the fuzz size cap")
 		}
 		st, err := parseConntrackStat(bytes.NewReader(b))
-		if err == nil && st.CPUs == 0 {
+		if err == nil && len(st.CPUs) == 0 {
 			t.Errorf("no error but no CPU rows for %q", b)
 		}
 	})

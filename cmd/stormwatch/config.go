@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,7 +98,7 @@ func loadRules(path string) ([]*alerts.Rule, error) {
 	rules = append(rules, extra...)
 	seen := map[string]bool{}
 	for _, r := range rules {
-		k := ruleIdentity(r)
+		k := r.Key()
 		if seen[k] {
 			errs = append(errs, fmt.Errorf("%s: rule %q with severity %s and labels %v is defined twice across the rule files", path, r.Name, r.Severity, r.Labels))
 		}
@@ -109,14 +108,4 @@ func loadRules(path string) ([]*alerts.Rule, error) {
 		return nil, err
 	}
 	return rules, nil
-}
-
-// ruleIdentity is what tells two rules apart, as in Prometheus: the name
-// and the labels, severity included.
-func ruleIdentity(r *alerts.Rule) string {
-	k := r.Name + "\xff" + string(r.Severity)
-	for _, name := range slices.Sorted(maps.Keys(r.Labels)) {
-		k += "\xff" + name + "=" + r.Labels[name]
-	}
-	return k
 }

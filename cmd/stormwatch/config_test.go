@@ -125,16 +125,18 @@ func TestReload(t *testing.T) {
 	cfg := writeFile(t, dir, "stormwatch.yml", "")
 	d := startDaemon(t, ns, "", "--config="+cfg)
 
-	reloadOK := func() float64 {
+	metric := func(name string) float64 {
 		t.Helper()
 		m, err := d.scrape()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m["stormwatch_config_last_reload_successful"]
+		return m[name]
 	}
-	if v := reloadOK(); v != 1 {
-		t.Fatalf("config_last_reload_successful = %v at start", v)
+	reloadOK := func() float64 { return metric("stormwatch_config_last_reload_successful") }
+	builtin := float64(len(alerts.DefaultRules()))
+	if v, n := reloadOK(), metric("stormwatch_rules"); v != 1 || n != builtin {
+		t.Fatalf("at start: config_last_reload_successful = %v, rules = %v (want 1, %v)", v, n, builtin)
 	}
 
 	// An invalid file: the daemon keeps running its rules.
@@ -148,6 +150,9 @@ func TestReload(t *testing.T) {
 		}
 		return nil
 	})
+	if n := metric("stormwatch_rules"); n != builtin {
+		t.Errorf("after a bad reload %v rules run, want the %v running before", n, builtin)
+	}
 	if !strings.Contains(d.log.String(), "reload failed: keeping the running rules") {
 		t.Errorf("no log line for the failed reload:\n%s", d.log)
 	}
@@ -157,8 +162,8 @@ func TestReload(t *testing.T) {
 	if _, err := d.request("POST", "/-/reload"); err != nil {
 		t.Fatal(err)
 	}
-	if v := reloadOK(); v != 1 {
-		t.Fatalf("config_last_reload_successful = %v after a good reload", v)
+	if v, n := reloadOK(), metric("stormwatch_rules"); v != 1 || n != builtin-1 {
+		t.Fatalf("after a good reload: config_last_reload_successful = %v, rules = %v (want 1, %v)", v, n, builtin-1)
 	}
 	want := fmt.Sprintf("rules=%d", len(alerts.DefaultRules())-1)
 	if !strings.Contains(d.log.String(), "msg=reloaded") || !strings.Contains(d.log.String(), want) {

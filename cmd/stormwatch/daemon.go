@@ -43,6 +43,12 @@ type daemonFlags struct {
 
 // runDaemon samples until SIGTERM or SIGINT and serves the results.
 func runDaemon(f *daemonFlags, logger *slog.Logger) int {
+	// SIGHUP's default action ends the process: catch it before anything
+	// slow, so a reload sent during startup is not fatal.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	cfg, err := f.collect.config()
 	if err != nil {
 		logger.Error("invalid flags", "err", err)
@@ -130,9 +136,6 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()
 	wg.Go(func() { loop.run(ctx) })
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	wg.Go(func() {
 		for {
 			select {
@@ -165,7 +168,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		logger.Warn("web server did not stop cleanly", "err", err)
 	}
 	if notifier != nil {
-		notifier.Stop() // posts what is queued, bounded by the notify timeout
+		notifier.Stop() // posts what is queued, within one notify timeout
 	}
 	wg.Wait()
 	return code
@@ -232,7 +235,8 @@ type reloader struct {
 	history    *collector.History
 	logger     *slog.Logger
 
-	mu          sync.Mutex
+	reloading   sync.Mutex // held for a whole reload
+	mu          sync.Mutex // guards ok and lastSuccess, read by scrapes
 	ok          bool
 	lastSuccess time.Time
 }
@@ -242,6 +246,8 @@ var (
 		"1 if the last reload of the config and rules succeeded, 0 if it failed (the previous rules are still running).", nil, nil)
 	reloadTimeDesc = prometheus.NewDesc("stormwatch_config_last_reload_success_timestamp_seconds",
 		"When the config and rules were last loaded successfully.", nil, nil)
+	rulesDesc = prometheus.NewDesc("stormwatch_rules",
+		"Alerting rules the daemon is running.", nil, nil)
 )
 
 func (rl *reloader) succeeded(t time.Time) {
@@ -251,11 +257,13 @@ func (rl *reloader) succeeded(t time.Time) {
 }
 
 func (rl *reloader) reload() error {
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
+	rl.reloading.Lock() // one reload at a time (SIGHUP and HTTP)
+	defer rl.reloading.Unlock()
 	rules, err := loadRules(rl.configFile)
 	if err != nil {
+		rl.mu.Lock()
 		rl.ok = false
+		rl.mu.Unlock()
 		rl.logger.Error("reload failed: keeping the running rules", "file", rl.configFile, "err", err)
 		return err
 	}
@@ -263,13 +271,17 @@ func (rl *reloader) reload() error {
 	if need := rl.collect.historyFor(rules); need > rl.history.Cap() {
 		rl.history.Resize(need)
 	}
-	rl.ok, rl.lastSuccess = true, time.Now()
+	rl.succeeded(time.Now())
 	rl.logger.Info("reloaded", "file", rl.configFile, "rules", len(rules))
 	return nil
 }
 
 // Describe and Collect make the reloader export its state.
-func (rl *reloader) Describe(ch chan<- *prometheus.Desc) { ch <- reloadOKDesc; ch <- reloadTimeDesc }
+func (rl *reloader) Describe(ch chan<- *prometheus.Desc) {
+	ch <- reloadOKDesc
+	ch <- reloadTimeDesc
+	ch <- rulesDesc
+}
 
 func (rl *reloader) Collect(ch chan<- prometheus.Metric) {
 	rl.mu.Lock()
@@ -281,6 +293,7 @@ func (rl *reloader) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(reloadOKDesc, prometheus.GaugeValue, v)
 	ch <- prometheus.MustNewConstMetric(reloadTimeDesc, prometheus.GaugeValue, float64(t.UnixNano())/1e9)
+	ch <- prometheus.MustNewConstMetric(rulesDesc, prometheus.GaugeValue, float64(len(rl.engine.Rules())))
 }
 
 // sampleLoop runs the sampler and the rules on a ticker, logs sources as
@@ -313,16 +326,18 @@ func (l *sampleLoop) run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		l.tick(ctx)
-		if watchdog > 0 && time.Since(lastPing) >= watchdog/2 {
+		// Ping only after a sample that read something: a daemon whose
+		// every source fails (a wedged kernel interface) gets restarted.
+		if l.tick(ctx) && watchdog > 0 && time.Since(lastPing) >= watchdog/2 {
 			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			lastPing = time.Now()
 		}
 	}
 }
 
-// tick samples once, evaluates the rules and notifies.
-func (l *sampleLoop) tick(ctx context.Context) {
+// tick samples once, evaluates the rules and notifies. It reports whether
+// any source read something.
+func (l *sampleLoop) tick(ctx context.Context) bool {
 	now := time.Now()
 	snap := l.sampler.Sample(ctx, now)
 	l.logSources(snap)
@@ -334,6 +349,12 @@ func (l *sampleLoop) tick(ctx context.Context) {
 	if l.notifier != nil {
 		l.notifier.Send(now, l.engine.Alerts())
 	}
+	for _, r := range snap.Sources {
+		if r.Success {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *sampleLoop) logSources(snap *collector.Snapshot) {
