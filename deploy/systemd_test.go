@@ -80,6 +80,7 @@ func TestUnitDirectives(t *testing.T) {
 		"SystemCallArchitectures": "native",
 		"UMask":                   "0077",
 		"MemoryMax":               "128M",
+		"Environment":             "GOMEMLIMIT=96MiB",
 	}
 	for k, v := range want {
 		got := svc[k]
