@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
 // TestPrometheusEndToEnd runs stormwatch and a real Prometheus that scrapes
@@ -27,7 +29,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		t.Skip("builds stormwatch and starts it and Prometheus: not in -short")
 	}
 	prometheusBin := tool(t, "prometheus", "prometheus")
-	bin := stormwatchBinary(t)
+	bin := testbin.Stormwatch(t)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

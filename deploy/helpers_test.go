@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
 // registeredAtRunTime are the stormwatch metrics the exporter's golden files
@@ -30,9 +32,7 @@ var registeredAtRunTime = []string{
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
@@ -62,39 +62,6 @@ func tool(t *testing.T, name, debianPackage string) string {
 	}
 	t.Skipf("%s not found: install the Debian package %s to run this test", name, debianPackage)
 	return ""
-}
-
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
-// stormwatchBinary builds ./cmd/stormwatch once for the whole test binary
-// into a directory every user can read; TestMain removes it.
-func stormwatchBinary(t *testing.T) string {
-	t.Helper()
-	root := repoRoot(t)
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "stormwatch-deploy-")
-		if buildErr != nil {
-			return
-		}
-		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "stormwatch")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/stormwatch")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/stormwatch: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
 }
 
 // knownMetrics returns every metric name stormwatch exports: those in the

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
 const (
@@ -128,7 +130,7 @@ func TestUnitVerify(t *testing.T) {
 		t.Skip("builds stormwatch: not in -short")
 	}
 	analyze := tool(t, "systemd-analyze", "systemd")
-	bin := stormwatchBinary(t)
+	bin := testbin.Stormwatch(t)
 	dir := t.TempDir()
 
 	unit, err := os.ReadFile(unitPath)

@@ -9,79 +9,31 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/internal/stormlab"
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
 func TestMain(m *testing.M) {
 	// The lab's workers are this test binary re-executed in the namespace.
 	stormlab.RunWorkerIfRequested()
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
 type tcpCounters = collector.TCPCounters
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
-// stormwatchBinary builds the daemon once per test binary.
-func stormwatchBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "stormwatch-lab-bin-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "stormwatch")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/stormwatch/stormwatch/cmd/stormwatch").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// requireTools skips t in -short mode and when a program it drives is
-// missing; under CI (where .ci/run installs them) a missing one fails it.
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end storm scenario: skipped in -short mode")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed: .ci/run must install it", tool)
-			}
-			t.Skipf("%s is not installed (see .ci/run for the packages the tests use)", tool)
-		}
-	}
-}
-
 // newLab gives t a namespace and a Lab in it, both gone when t ends.
 func newLab(t *testing.T, tools ...string) *stormlab.Lab {
 	t.Helper()
-	requireTools(t, append([]string{"ss", "nft"}, tools...)...)
+	testbin.RequireTools(t, append([]string{"ss", "nft"}, tools...)...)
 	ns := netnstest.New(t)
 	lab, err := stormlab.New(ns, stormlab.Options{Logf: t.Logf})
 	if err != nil {
@@ -101,7 +53,7 @@ func newLab(t *testing.T, tools ...string) *stormlab.Lab {
 // its output if t fails.
 func startDaemon(t *testing.T, lab *stormlab.Lab, args ...string) *stormlab.Daemon {
 	t.Helper()
-	d, err := lab.StartStormwatch(context.Background(), stormwatchBinary(t),
+	d, err := lab.StartStormwatch(context.Background(), testbin.Stormwatch(t),
 		append([]string{"--collect.interval=250ms", "--log.level=debug"}, args...)...)
 	if err != nil {
 		t.Fatal(err)

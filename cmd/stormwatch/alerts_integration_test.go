@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
 // apiAlert is one alert of GET /api/v1/alerts.
@@ -66,7 +67,7 @@ func firing(as []apiAlert, name string, want map[string]string) (apiAlert, bool)
 // faster than it accepts fills its accept queue; AcceptQueueNearFull must
 // fire for that listener while TcpExt ListenOverflows has not moved yet.
 func TestAlertAcceptQueueBeforeOverflow(t *testing.T) {
-	requireTools(t)
+	testbin.RequireTools(t)
 	ns := netnstest.New(t)
 	d := startDaemon(t, ns, "", "--collect.interval=1s", "--collect.syn-recv-interval=5s")
 
@@ -168,7 +169,7 @@ func TestAlertAcceptQueueBeforeOverflow(t *testing.T) {
 // within 2 s of the onset at the 1 s interval, and SynQueueNearFull must
 // name the listener.
 func TestAlertSynFlood(t *testing.T) {
-	requireTools(t, "nft")
+	testbin.RequireTools(t, "nft")
 	for _, tc := range []struct {
 		syncookies string
 		first      []string // the alerts any one of which must fire within 2s
@@ -252,7 +253,7 @@ func TestAlertSynFlood(t *testing.T) {
 // closed per second against an accepting server for 30s is ordinary
 // traffic: no alert may fire.
 func TestNoAlertOnBenignChurn(t *testing.T) {
-	requireTools(t)
+	testbin.RequireTools(t)
 	if testing.Short() {
 		t.Skip("30s load test")
 	}

@@ -14,13 +14,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
 // runCheckIn runs `stormwatch check` in ns (as user, unless empty) and
 // returns its output and exit code.
 func runCheckIn(t *testing.T, ns *netnstest.NS, user string, args ...string) (string, int) {
 	t.Helper()
-	argv := append([]string{binary(t), "check"}, args...)
+	argv := append([]string{testbin.Stormwatch(t), "check"}, args...)
 	if user != "" {
 		argv = append([]string{"setpriv", "--reuid=" + user, "--regid=" + user, "--clear-groups", "--inh-caps=-all"}, argv...)
 	}
@@ -39,7 +40,7 @@ func runCheckIn(t *testing.T, ns *netnstest.NS, user string, args ...string) (st
 }
 
 func TestCheckQuietNamespace(t *testing.T) {
-	requireTools(t)
+	testbin.RequireTools(t)
 	ns := netnstest.New(t)
 	out, code := runCheckIn(t, ns, "", "--window=1s")
 	if code != exitOK {
@@ -55,7 +56,7 @@ func TestCheckQuietNamespace(t *testing.T) {
 // TestCheckFullAcceptQueue holds an accept queue full while clients keep
 // arriving: check must exit 2 and name the port.
 func TestCheckFullAcceptQueue(t *testing.T) {
-	requireTools(t)
+	testbin.RequireTools(t)
 	ns := netnstest.New(t)
 	const port = 7401
 	var lfd int
@@ -139,7 +140,7 @@ func TestCheckFullAcceptQueue(t *testing.T) {
 // /proc/net/stat/nf_conntrack (a fixture tree): the conntrack stats item is
 // UNKNOWN, saying it needs CAP_NET_ADMIN, and the rest is judged.
 func TestCheckUnprivileged(t *testing.T) {
-	requireTools(t, "setpriv")
+	testbin.RequireTools(t, "setpriv")
 	ns := netnstest.New(t)
 	root, err := filepath.Abs(filepath.Join("..", "..", "testdata", "no-conntrack-procfs"))
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stormwatch/stormwatch/alerts"
 	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
 func writeFile(t *testing.T, dir, name, content string) string {
@@ -119,7 +120,7 @@ func TestShippedConfig(t *testing.T) {
 // /-/reload load a valid file; an invalid one keeps the running rules and
 // sets config_last_reload_successful to 0.
 func TestReload(t *testing.T) {
-	requireTools(t)
+	testbin.RequireTools(t)
 	ns := netnstest.New(t)
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "stormwatch.yml", "")

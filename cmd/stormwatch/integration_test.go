@@ -26,38 +26,13 @@ import (
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/internal/promtooltest"
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds stormwatch once into a directory every user can read, so
-// tests may run it as nobody.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "stormwatch-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		if err := os.Chmod(dir, 0o755); err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "stormwatch")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
 // testDaemon is a stormwatch process running inside a namespace.
@@ -92,7 +67,7 @@ func (b *syncBuffer) String() string {
 func startDaemon(t *testing.T, ns *netnstest.NS, user string, args ...string) *testDaemon {
 	t.Helper()
 	d := &testDaemon{ns: ns, addr: "127.0.0.1:9955", log: &syncBuffer{}, done: make(chan error, 1)}
-	argv := []string{binary(t), "--web.listen-address=" + d.addr, "--log.level=debug"}
+	argv := []string{testbin.Stormwatch(t), "--web.listen-address=" + d.addr, "--log.level=debug"}
 	// Sample fast unless the test says otherwise.
 	for _, def := range []string{"--collect.interval=200ms", "--collect.syn-recv-interval=0s"} {
 		name, _, _ := strings.Cut(def, "=")
@@ -309,29 +284,12 @@ func eventually(t *testing.T, what string, fn func() error) {
 	}
 }
 
-// requireTools skips t (fails it under CI, where .ci/run installs them)
-// when a program the test drives is missing, and in -short mode.
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("kernel test: skipped in -short mode")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed: .ci/run must install it", tool)
-			}
-			t.Skipf("%s is not installed (see .ci/run for the packages the tests use)", tool)
-		}
-	}
-}
-
 // TestDaemonInNamespace runs the daemon in a fresh namespace and checks
 // its /metrics against the kernel's own tools: the accept queue against
 // ss, conntrack entries against conntrack -C, ListenOverflows against
 // /proc/net/netstat.
 func TestDaemonInNamespace(t *testing.T) {
-	requireTools(t, "nft", "conntrack", "ss")
+	testbin.RequireTools(t, "nft", "conntrack", "ss")
 	ns := netnstest.New(t)
 	ctx := context.Background()
 	// Any ct expression makes the namespace track connections.
@@ -434,7 +392,7 @@ func TestDaemonInNamespace(t *testing.T) {
 // works on a kernel with /proc/net/stat/nf_conntrack; on one without it
 // (a fixture tree) only conntrack_stats fails, for want of CAP_NET_ADMIN.
 func TestDaemonUnprivileged(t *testing.T) {
-	requireTools(t, "setpriv")
+	testbin.RequireTools(t, "setpriv")
 	ns := netnstest.New(t)
 	nobody := "65534"
 
@@ -475,7 +433,7 @@ func TestDaemonUnprivileged(t *testing.T) {
 
 // TestDaemonSIGTERM checks the daemon stops cleanly, exit 0, on SIGTERM.
 func TestDaemonSIGTERM(t *testing.T) {
-	requireTools(t)
+	testbin.RequireTools(t)
 	ns := netnstest.New(t)
 	d := startDaemon(t, ns, "")
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
