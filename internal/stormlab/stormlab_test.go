@@ -7,7 +7,6 @@ import (
 	"math"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
 func TestMain(m *testing.M) {
@@ -118,25 +118,9 @@ b_total 7
 	}
 }
 
-// requireRoot skips t without root and the tools, and in -short mode.
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("kernel test: skipped in -short mode")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed: .ci/run must install it", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-}
-
 func newTestLab(t *testing.T, opts Options) *Lab {
 	t.Helper()
-	requireTools(t, "ss", "nft")
+	testbin.RequireTools(t, "ss", "nft")
 	ns := netnstest.New(t)
 	opts.Logf = t.Logf
 	l, err := New(ns, opts)
@@ -211,7 +195,7 @@ func TestPopulate(t *testing.T) {
 // TestSysctlPerNamespace checks Lab.Sysctl changes the namespace's copy
 // only, as sysctl(8) run inside sees it.
 func TestSysctlPerNamespace(t *testing.T) {
-	requireTools(t, "sysctl")
+	testbin.RequireTools(t, "sysctl")
 	l := newTestLab(t, Options{})
 	host, err := ReadGlobalSysctl("net.core.somaxconn")
 	if err != nil {
@@ -235,7 +219,7 @@ func TestSysctlPerNamespace(t *testing.T) {
 
 // TestWorkerExitsWithLab checks Close ends the lab's processes.
 func TestWorkerExitsWithLab(t *testing.T) {
-	requireTools(t, "ss", "nft")
+	testbin.RequireTools(t, "ss", "nft")
 	ns := netnstest.New(t)
 	l, err := New(ns, Options{Logf: t.Logf})
 	if err != nil {
