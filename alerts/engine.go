@@ -270,7 +270,7 @@ func (e *Engine) results(rs *ruleState) ([]result, error) {
 		if !holds {
 			continue
 		}
-		addr, port := listenerLabels(ev.cur)
+		addr, port := ev.cur.LabelValues()
 		fp := rs.fp + "\xffaddr=" + addr + "\xffport=" + port
 		// Labels are built once, for a new alert.
 		var labels map[string]string
@@ -471,7 +471,7 @@ func (e *Engine) Check(now time.Time, h *collector.History) ([]Finding, error) {
 		for i := range ev.latest.Listeners {
 			ev.setListener(i)
 			l := r.baseLabels()
-			l["addr"], l["port"] = listenerLabels(ev.cur)
+			l["addr"], l["port"] = ev.cur.LabelValues()
 			judge(r, l)
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"math"
 	"reflect"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -294,9 +293,4 @@ func (e *evaluator) fill(v *variable, from, to time.Time) {
 			e.ser.add(t, v.listener(s, l))
 		}
 	}
-}
-
-// listenerLabels returns the labels that tell a listener's alerts apart.
-func listenerLabels(l *collector.Listener) (addr, port string) {
-	return l.Addr.String(), strconv.Itoa(int(l.Port))
 }

@@ -3,6 +3,7 @@ package collector
 import (
 	"math"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -136,6 +137,12 @@ type Listener struct {
 	// SynRecv is the number of half-open handshakes (request sockets in
 	// SYN_RECV) addressed to this listener, as of Snapshot.SynRecv.Time.
 	SynRecv uint32
+}
+
+// LabelValues returns the listener's address and port as the metrics,
+// alerts and checklist label them (addr, port).
+func (l *Listener) LabelValues() (addr, port string) {
+	return l.Addr.String(), strconv.Itoa(int(l.Port))
 }
 
 // SynRecvInfo describes the SYN_RECV dump behind Listener.SynRecv.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -407,14 +408,12 @@ func sameListener(a, b map[string]string) bool {
 }
 
 func listenerLabels(l collector.Listener) map[string]string {
-	return map[string]string{"addr": l.Addr.String(), "port": strconv.Itoa(int(l.Port))}
+	addr, port := l.LabelValues()
+	return map[string]string{"addr": addr, "port": port}
 }
 
 func hostPort(labels map[string]string) string {
-	if len(labels["addr"]) > 0 && slices.Contains([]byte(labels["addr"]), ':') {
-		return "[" + labels["addr"] + "]:" + labels["port"]
-	}
-	return labels["addr"] + ":" + labels["port"]
+	return net.JoinHostPort(labels["addr"], labels["port"])
 }
 
 func fill(l collector.Listener) float64 {

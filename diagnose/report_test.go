@@ -3,21 +3,15 @@ package diagnose
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/stormwatch/stormwatch/alerts"
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 var t0 = time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
 
@@ -114,23 +108,6 @@ func build(t *testing.T, first, last *collector.Snapshot) *Report {
 	return Build(Input{Host: "valkey-1", First: first, Last: last, Findings: findings})
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test ./diagnose -update writes it)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
-	}
-}
-
 func TestGolden(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
@@ -152,9 +129,9 @@ func TestGolden(t *testing.T) {
 			if err := r.WriteJSON(&js); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, sc.name+".txt", text.Bytes())
-			golden(t, sc.name+".quiet.txt", quiet.Bytes())
-			golden(t, sc.name+".json", js.Bytes())
+			golden.Check(t, sc.name+".txt", text.Bytes())
+			golden.Check(t, sc.name+".quiet.txt", quiet.Bytes())
+			golden.Check(t, sc.name+".json", js.Bytes())
 			if bytes.Contains(text.Bytes(), []byte("\x1b[")) {
 				t.Error("colour codes without Color")
 			}
@@ -169,7 +146,7 @@ func TestColor(t *testing.T) {
 	if err := r.WriteText(&b, TextOptions{Color: true}); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "storm.color.txt", b.Bytes())
+	golden.Check(t, "storm.color.txt", b.Bytes())
 }
 
 func TestNothingReadIsUnknown(t *testing.T) {

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"runtime"
-	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -146,7 +145,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	if r, ok := s.Source("listeners"); ok && (r.Success || len(s.Listeners) > 0) {
 		for i := range s.Listeners {
 			l := &s.Listeners[i]
-			addr, port := l.Addr.String(), strconv.Itoa(int(l.Port))
+			addr, port := l.LabelValues()
 			gauge(acceptLen, float64(l.AcceptQueue), addr, port)
 			gauge(acceptLimit, float64(l.AcceptLimit), addr, port)
 			gauge(lsnSockets, float64(l.Sockets), addr, port)

@@ -4,22 +4,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/golden"
 	"github.com/stormwatch/stormwatch/internal/promtooltest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // fixtureSnapshot samples the file-backed sources over a fixture tree and
 // adds a fixed set of listeners, so the exposition is deterministic.
@@ -76,19 +72,7 @@ func TestGolden(t *testing.T) {
 	for _, tree := range []string{"linux-6.18", "linux-2.6.32", "no-conntrack"} {
 		t.Run(tree, func(t *testing.T) {
 			got := render(t, fixtureSnapshot(t, tree))
-			golden := filepath.Join("testdata", tree+".prom")
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./metrics -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(want), string(got)); diff != "" {
-				t.Errorf("exposition differs from %s (-want +got):\n%s", golden, diff)
-			}
+			golden.Check(t, tree+".prom", got)
 			promtooltest.CheckMetrics(t, got)
 		})
 	}

@@ -162,6 +162,28 @@ func defaultStormwatch() string {
 }
 
 // daemon starts stormwatch in the lab when a binary was given.
+// setUp makes a lab, sets the scenario newScenario builds up in it and
+// starts the stormwatch binary bin there (none when bin is empty). Closing
+// the lab undoes it all; on error setUp has closed it.
+func setUp[S interface{ Setup(context.Context) error }](ctx context.Context, e *env, bin string, newScenario func(*stormlab.Lab) S) (*stormlab.Lab, S, *stormlab.Daemon, error) {
+	var s S
+	lab, err := e.newLab(ctx)
+	if err != nil {
+		return nil, s, nil, err
+	}
+	s = newScenario(lab)
+	if err := s.Setup(ctx); err != nil {
+		lab.Close()
+		return nil, s, nil, err
+	}
+	d, err := daemon(ctx, lab, bin)
+	if err != nil {
+		lab.Close()
+		return nil, s, nil, err
+	}
+	return lab, s, d, nil
+}
+
 func daemon(ctx context.Context, lab *stormlab.Lab, bin string, args ...string) (*stormlab.Daemon, error) {
 	if bin == "" {
 		return nil, nil
@@ -218,19 +240,13 @@ func cmdAcceptQueue(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	lab, err := e.newLab(ctx)
+	lab, s, d, err := setUp(ctx, e, bin, func(lab *stormlab.Lab) *stormlab.AcceptQueueStorm {
+		return &stormlab.AcceptQueueStorm{Lab: lab, Backlog: *backlog, Rate: *rate}
+	})
 	if err != nil {
 		return err
 	}
 	defer lab.Close()
-	s := &stormlab.AcceptQueueStorm{Lab: lab, Backlog: *backlog, Rate: *rate}
-	if err := s.Setup(ctx); err != nil {
-		return err
-	}
-	d, err := daemon(ctx, lab, bin)
-	if err != nil {
-		return err
-	}
 	probe, err := lab.StartProbe(10*time.Millisecond, s.Port)
 	if err != nil {
 		return err
@@ -284,19 +300,13 @@ func cmdSynFlood(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	lab, err := e.newLab(ctx)
+	lab, s, d, err := setUp(ctx, e, bin, func(lab *stormlab.Lab) *stormlab.SynFlood {
+		return &stormlab.SynFlood{Lab: lab, Backlog: *backlog, Syncookies: *cookies}
+	})
 	if err != nil {
 		return err
 	}
 	defer lab.Close()
-	s := &stormlab.SynFlood{Lab: lab, Backlog: *backlog, Syncookies: *cookies}
-	if err := s.Setup(ctx); err != nil {
-		return err
-	}
-	d, err := daemon(ctx, lab, bin)
-	if err != nil {
-		return err
-	}
 	before, err := lab.Counters()
 	if err != nil {
 		return err
@@ -328,19 +338,13 @@ func cmdConntrack(ctx context.Context, e *env, args []string) (err error) {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	lab, err := e.newLab(ctx)
+	lab, s, d, err := setUp(ctx, e, bin, func(lab *stormlab.Lab) *stormlab.ConntrackFill {
+		return &stormlab.ConntrackFill{Lab: lab, Limit: *limit}
+	})
 	if err != nil {
 		return err
 	}
 	defer lab.Close()
-	s := &stormlab.ConntrackFill{Lab: lab, Limit: *limit}
-	if err := s.Setup(ctx); err != nil {
-		return err
-	}
-	d, err := daemon(ctx, lab, bin)
-	if err != nil {
-		return err
-	}
 	restore, err := s.LowerLimit()
 	if err != nil {
 		return err
@@ -424,19 +428,11 @@ func cmdChurn(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	lab, err := e.newLab(ctx)
+	lab, s, d, err := setUp(ctx, e, bin, func(lab *stormlab.Lab) *stormlab.Churn { return &stormlab.Churn{Lab: lab, Rate: *rate} })
 	if err != nil {
 		return err
 	}
 	defer lab.Close()
-	s := &stormlab.Churn{Lab: lab, Rate: *rate}
-	if err := s.Setup(ctx); err != nil {
-		return err
-	}
-	d, err := daemon(ctx, lab, bin)
-	if err != nil {
-		return err
-	}
 	probe, err := lab.StartProbe(10*time.Millisecond, s.Port)
 	if err != nil {
 		return err

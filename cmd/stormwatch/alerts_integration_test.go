@@ -327,7 +327,7 @@ func TestNoAlertOnBenignChurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opened := after["stormwatch_tcp_passive_opens_total"] - before["stormwatch_tcp_passive_opens_total"]
+	opened := value(after, "stormwatch_tcp_passive_opens_total") - value(before, "stormwatch_tcp_passive_opens_total")
 	perSec := opened / duration.Seconds()
 	t.Logf("%d connections (%d failed), %.0f passive opens/s seen by stormwatch", dialed.Load(), failed.Load(), perSec)
 	if perSec < rate/3 {

@@ -132,7 +132,7 @@ func TestReload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m[name]
+		return value(m, name)
 	}
 	reloadOK := func() float64 { return metric("stormwatch_config_last_reload_successful") }
 	builtin := float64(len(alerts.DefaultRules()))

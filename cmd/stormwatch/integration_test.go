@@ -19,13 +19,11 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/internal/promtooltest"
+	"github.com/stormwatch/stormwatch/internal/stormlab"
 	"github.com/stormwatch/stormwatch/internal/testbin"
 )
 
@@ -143,49 +141,20 @@ func (d *testDaemon) request(method, path string) ([]byte, error) {
 	return body, err
 }
 
-// metricSet maps "name{label=value,...}" (labels sorted) to values.
-type metricSet map[string]float64
-
-func (d *testDaemon) scrape() (metricSet, error) {
+// scrape fetches and parses /metrics (stormlab.ParseExposition).
+func (d *testDaemon) scrape() (stormlab.Exposition, error) {
 	body, err := d.rawScrape()
 	if err != nil {
 		return nil, err
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	out := metricSet{}
-	for name, mf := range mfs {
-		for _, m := range mf.Metric {
-			out[seriesKey(name, m)] = value(m)
-		}
-	}
-	return out, nil
+	return stormlab.ParseExposition(body)
 }
 
-func seriesKey(name string, m *dto.Metric) string {
-	if len(m.Label) == 0 {
-		return name
-	}
-	var parts []string
-	for _, l := range m.Label {
-		parts = append(parts, l.GetName()+"="+l.GetValue())
-	}
-	return name + "{" + strings.Join(parts, ",") + "}"
-}
-
-func value(m *dto.Metric) float64 {
-	switch {
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Untyped != nil:
-		return m.Untyped.GetValue()
-	}
-	return 0
+// value is the one series of name with the given label pairs, 0 when
+// there is none.
+func value(x stormlab.Exposition, name string, labelPairs ...string) float64 {
+	v, _ := x.Value(name, labelPairs...)
+	return v
 }
 
 // listen opens a TCP listener with an exact backlog in the calling
@@ -315,7 +284,7 @@ func TestDaemonInNamespace(t *testing.T) {
 	defer unix.Close(lfd)
 	defer closeAll(clients)
 
-	key := func(m string) string { return fmt.Sprintf("%s{addr=127.0.0.1,port=%d}", m, port) }
+	listener := []string{"addr", "127.0.0.1", "port", strconv.Itoa(port)}
 	eventually(t, "accept queue matches ss", func() error {
 		out, err := ns.Exec(ctx, "ss", "-Hltn", fmt.Sprintf("sport = :%d", port))
 		if err != nil {
@@ -329,7 +298,7 @@ func TestDaemonInNamespace(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		got := fmt.Sprintf("%v/%v", m[key("stormwatch_listener_accept_queue_length")], m[key("stormwatch_listener_accept_queue_limit")])
+		got := fmt.Sprintf("%v/%v", value(m, "stormwatch_listener_accept_queue_length", listener...), value(m, "stormwatch_listener_accept_queue_limit", listener...))
 		want := f[1] + "/" + f[2]
 		if got != want {
 			return fmt.Errorf("stormwatch says %s, ss says %s", got, want)
@@ -346,7 +315,7 @@ func TestDaemonInNamespace(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		ours := m["stormwatch_tcp_listen_overflows_total"]
+		ours := value(m, "stormwatch_tcp_listen_overflows_total")
 		after := tcpExt(t, ns, "ListenOverflows")
 		if now <= overflowsBefore {
 			return fmt.Errorf("kernel ListenOverflows has not moved from %v", overflowsBefore)
@@ -375,7 +344,7 @@ func TestDaemonInNamespace(t *testing.T) {
 		if want < 17 {
 			return fmt.Errorf("conntrack -C says %v, expected the 17 accepted flows at least", want)
 		}
-		if got := m["stormwatch_conntrack_entries"]; got != want {
+		if got := value(m, "stormwatch_conntrack_entries"); got != want {
 			return fmt.Errorf("stormwatch says %v, conntrack -C %v", got, want)
 		}
 		return nil
@@ -403,7 +372,7 @@ func TestDaemonUnprivileged(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, src := range []string{"sysctl", "tcpstat", "listeners", "conntrack_stats"} {
-			if got := m["stormwatch_collector_success{collector="+src+"}"]; got != 1 {
+			if got := value(m, "stormwatch_collector_success", "collector", src); got != 1 {
 				t.Errorf("collector_success{%s} = %v as nobody, want 1", src, got)
 			}
 		}
@@ -421,7 +390,7 @@ func TestDaemonUnprivileged(t *testing.T) {
 		}
 		want := map[string]float64{"sysctl": 1, "tcpstat": 1, "conntrack": 1, "listeners": 1, "conntrack_stats": 0}
 		for src, w := range want {
-			if got, ok := m["stormwatch_collector_success{collector="+src+"}"]; !ok || got != w {
+			if got, ok := m.Value("stormwatch_collector_success", "collector", src); !ok || got != w {
 				t.Errorf("collector_success{%s} = %v (present %v), want %v", src, got, ok, w)
 			}
 		}
