@@ -9,7 +9,7 @@ package collector
 // protocol TCP) with idiag_states set, so the kernel only walks the tables
 // holding those states: the listening hash for LISTEN, the established hash
 // for SYN_RECV. Replies are read with ReceiveIter into one 32 KiB buffer and
-// parsed in place (parseInetDiagMsg); nothing is allocated per socket. Every
+// parsed in place (sockdiag.ParseMsg); nothing is allocated per socket. Every
 // reply's sequence number is checked against the request. A dump the kernel
 // flags NLM_F_DUMP_INTR is restarted (both families, since partial results
 // are merged), counted in SynRecv.Retries, and given up after
@@ -87,6 +87,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/stormwatch/stormwatch/internal/sockdiag"
 )
 
 // DialFunc opens a NETLINK_SOCK_DIAG connection. A connection meant for
@@ -126,6 +128,9 @@ const (
 	reasonInterval = "interval"
 )
 
+// errDumpInterrupted: the kernel kept flagging a dump inconsistent.
+var errDumpInterrupted = errors.New("sock_diag dump kept being interrupted (NLM_F_DUMP_INTR)")
+
 // inetFamilies are the address families dumped, in order.
 var inetFamilies = [...]uint8{unix.AF_INET, unix.AF_INET6}
 
@@ -144,10 +149,10 @@ type listenerMeta struct {
 // listenerSource reads the accept and SYN queues of listening TCP sockets.
 type listenerSource struct {
 	cfg  ListenerConfig
-	open func() (diagConn, error)
+	open func() (sockdiag.Conn, error)
 
 	mu   sync.Mutex // serialises Collect and Close
-	conn diagConn
+	conn sockdiag.Conn
 
 	// Per-cycle scratch, reused.
 	cur        []Listener
@@ -155,8 +160,8 @@ type listenerSource struct {
 	index      map[listenerKey]int
 	hasFamily  [2]bool // a kept listener came from inetFamilies[i]
 	unmatched  int     // SYN_RECV requests with no kept listener
-	listenFn   func(inetDiagMsg)
-	synRecvFn  func(inetDiagMsg)
+	listenFn   func(sockdiag.Msg)
+	synRecvFn  func(sockdiag.Msg)
 	v6Disabled bool // the kernel has no AF_INET6 inet_diag
 
 	// Carried between cycles.
@@ -179,11 +184,11 @@ func newListenerSource(cfg ListenerConfig) (*listenerSource, error) {
 	}
 	dial := cfg.Dial
 	if dial == nil {
-		dial = dialSockDiag
+		dial = sockdiag.Dial
 	}
 	l := &listenerSource{
 		cfg: cfg,
-		open: func() (diagConn, error) {
+		open: func() (sockdiag.Conn, error) {
 			c, err := dial()
 			if err != nil {
 				return nil, err
@@ -216,7 +221,7 @@ func (l *listenerSource) Collect(ctx context.Context, s *Snapshot) error {
 	l.info.Ran = false
 	s.SynRecv = l.info
 
-	if err := l.dumpPhase(ctx, &s.SynRecv, tcpfListen, l.resetListeners, l.listenFn); err != nil {
+	if err := l.dumpPhase(ctx, &s.SynRecv, sockdiag.TCPFListen, l.resetListeners, l.listenFn); err != nil {
 		l.info.Retries, l.info.NoBufs = s.SynRecv.Retries, s.SynRecv.NoBufs
 		return fmt.Errorf("LISTEN dump: %w", err)
 	}
@@ -232,7 +237,7 @@ func (l *listenerSource) Collect(ctx context.Context, s *Snapshot) error {
 	var synErr error
 	if run {
 		start := time.Now()
-		synErr = l.dumpPhase(ctx, &s.SynRecv, tcpfSynRecv, l.resetSynRecv, l.synRecvFn)
+		synErr = l.dumpPhase(ctx, &s.SynRecv, sockdiag.TCPFSynRecv, l.resetSynRecv, l.synRecvFn)
 		if synErr == nil {
 			s.SynRecv.Time, s.SynRecv.Ran, s.SynRecv.Reason = s.Time, true, reason
 			s.SynRecv.Dumps++
@@ -251,7 +256,7 @@ func (l *listenerSource) Collect(ctx context.Context, s *Snapshot) error {
 
 // dumpPhase runs one dump per address family for states, restarting all of
 // them when one is interrupted or overrun. reset clears what fn gathered.
-func (l *listenerSource) dumpPhase(ctx context.Context, info *SynRecvInfo, states uint32, reset func(), fn func(inetDiagMsg)) error {
+func (l *listenerSource) dumpPhase(ctx context.Context, info *SynRecvInfo, states uint32, reset func(), fn func(sockdiag.Msg)) error {
 	for attempt := 1; ; attempt++ {
 		reset()
 		interrupted, err := l.dumpFamilies(ctx, states, fn)
@@ -277,20 +282,20 @@ func (l *listenerSource) dumpPhase(ctx context.Context, info *SynRecvInfo, state
 }
 
 // dumpFamilies runs the dump for each address family that needs it.
-func (l *listenerSource) dumpFamilies(ctx context.Context, states uint32, fn func(inetDiagMsg)) (interrupted bool, err error) {
+func (l *listenerSource) dumpFamilies(ctx context.Context, states uint32, fn func(sockdiag.Msg)) (interrupted bool, err error) {
 	for i, fam := range inetFamilies {
 		if fam == unix.AF_INET6 && l.v6Disabled {
 			continue
 		}
-		if states&tcpfListen == 0 && !l.hasFamily[i] {
+		if states&sockdiag.TCPFListen == 0 && !l.hasFamily[i] {
 			continue // no kept listener to count requests for
 		}
 		if err := l.ensureConn(); err != nil {
 			return false, err
 		}
-		res, err := dumpInetDiag(ctx, l.conn, fam, states, fn)
+		res, err := sockdiag.Dump(ctx, l.conn, fam, states, fn)
 		if err != nil {
-			if missingInetDiag(err) {
+			if sockdiag.Unsupported(err) {
 				if fam == unix.AF_INET6 {
 					// Kernel without IPv6: nothing to dump.
 					l.v6Disabled = true
@@ -304,12 +309,6 @@ func (l *listenerSource) dumpFamilies(ctx context.Context, states uint32, fn fun
 		interrupted = interrupted || res.Interrupted
 	}
 	return interrupted, nil
-}
-
-// missingInetDiag reports whether err says the kernel has no inet_diag
-// handler for the request.
-func missingInetDiag(err error) bool {
-	return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT)
 }
 
 func (l *listenerSource) ensureConn() error {
@@ -352,8 +351,8 @@ func (l *listenerSource) keepPort(p uint16) bool {
 }
 
 // addListenSocket adds one LISTEN socket to its Listener.
-func (l *listenerSource) addListenSocket(m inetDiagMsg) {
-	if m.State != tcpListen || !l.keepPort(m.SrcPort) {
+func (l *listenerSource) addListenSocket(m sockdiag.Msg) {
+	if m.State != sockdiag.TCPListen || !l.keepPort(m.SrcPort) {
 		return
 	}
 	k := listenerKey{addr: m.Src.Unmap(), port: m.SrcPort}
@@ -390,8 +389,8 @@ func (l *listenerSource) resetSynRecv() {
 
 // addRequestSocket counts one SYN_RECV request socket against the listener
 // the client dialled.
-func (l *listenerSource) addRequestSocket(m inetDiagMsg) {
-	if m.State != tcpSynRecv || m.Inode != 0 {
+func (l *listenerSource) addRequestSocket(m sockdiag.Msg) {
+	if m.State != sockdiag.TCPSynRecv || m.Inode != 0 {
 		return
 	}
 	if i, ok := l.listenerFor(m.Src.Unmap(), m.SrcPort); ok {

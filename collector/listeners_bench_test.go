@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"golang.org/x/sys/unix"
+
+	"github.com/stormwatch/stormwatch/internal/netnstest"
 )
 
 // Benchmark population: client sockets whose connections wait, never

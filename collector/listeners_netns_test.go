@@ -22,12 +22,14 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"golang.org/x/sys/unix"
+
+	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/sockdiag"
 )
 
 var updateNetlinkFixtures = flag.Bool("update-netlink-fixtures", false,
-	"rewrite testdata/netlink/*.bin from dumps of the running kernel (needs root)")
+	"rewrite internal/sockdiag/testdata/netlink/*.bin from dumps of the running kernel (needs root)")
 
 // nsDial returns a DialFunc that opens the sock_diag connection inside ns.
 func nsDial(ns *netnstest.NS) DialFunc {
@@ -35,7 +37,7 @@ func nsDial(ns *netnstest.NS) DialFunc {
 		var c *netlink.Conn
 		err := ns.Do(func() error {
 			var err error
-			c, err = dialSockDiag()
+			c, err = sockdiag.Dial()
 			return err
 		})
 		return c, err
@@ -384,11 +386,12 @@ func TestListenersAcceptQueueSignal(t *testing.T) {
 	})
 }
 
-// TestCaptureNetlinkFixtures rewrites testdata/netlink from this kernel when
+// TestCaptureNetlinkFixtures rewrites internal/sockdiag/testdata/netlink
+// (the fixtures of the sock_diag parser) from this kernel when
 // run with -update-netlink-fixtures.
 func TestCaptureNetlinkFixtures(t *testing.T) {
 	if !*updateNetlinkFixtures {
-		t.Skip("run with -update-netlink-fixtures to rewrite testdata/netlink")
+		t.Skip("run with -update-netlink-fixtures to rewrite internal/sockdiag/testdata/netlink")
 	}
 	ns := netnstest.New(t)
 	listenIn(t, ns, netip.MustParseAddrPort("127.0.0.1:7001"), 16, false)
@@ -409,18 +412,18 @@ func TestCaptureNetlinkFixtures(t *testing.T) {
 	defer c.Close()
 	files := map[string][]byte{}
 	for _, fam := range inetFamilies {
-		for _, states := range []uint32{tcpfListen, tcpfSynRecv} {
-			var req [inetDiagReqV2Len]byte
-			putInetDiagReqV2(&req, fam, states)
+		for _, states := range []uint32{sockdiag.TCPFListen, sockdiag.TCPFSynRecv} {
+			var req [sockdiag.ReqV2Len]byte
+			sockdiag.PutReqV2(&req, fam, states)
 			msgs, err := c.Execute(netlink.Message{
-				Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
+				Header: netlink.Header{Type: sockdiag.ByFamily, Flags: netlink.Request | netlink.Dump},
 				Data:   req[:],
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, m := range msgs {
-				d, err := parseInetDiagMsg(m.Data)
+				d, err := sockdiag.ParseMsg(m.Data)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -442,7 +445,7 @@ func TestCaptureNetlinkFixtures(t *testing.T) {
 		t.Fatalf("captured %d fixtures, want 6", len(files))
 	}
 	for name, b := range files {
-		if err := os.WriteFile(filepath.Join("testdata", "netlink", name), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("..", "internal", "sockdiag", "testdata", "netlink", name), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

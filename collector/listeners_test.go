@@ -12,14 +12,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mdlayher/netlink"
-	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
+
+	"github.com/stormwatch/stormwatch/internal/sockdiag"
+	"github.com/stormwatch/stormwatch/internal/sockdiag/sockdiagtest"
 )
 
 // fakeKernel answers sock_diag dumps from a socket table, through nltest.
 type fakeKernel struct {
 	t       *testing.T
-	sockets []inetDiagMsg
+	sockets []sockdiag.Msg
 
 	interrupt int                                     // flag the next n dumps NLM_F_DUMP_INTR
 	intrOnly  uint32                                  // only dumps of these states (0: any)
@@ -28,23 +30,23 @@ type fakeKernel struct {
 	dialErr   error
 
 	dials    int
-	conns    []*fakeConn
+	conns    []*sockdiagtest.Conn
 	requests []string // "family/states" of every dump request
 }
 
-func (k *fakeKernel) open() (diagConn, error) {
+func (k *fakeKernel) open() (sockdiag.Conn, error) {
 	k.dials++
 	if k.dialErr != nil {
 		return nil, k.dialErr
 	}
-	c := &fakeConn{Conn: nltest.Dial(k.reply)}
+	c := sockdiagtest.Dial(k.reply)
 	k.conns = append(k.conns, c)
 	return c, nil
 }
 
 func (k *fakeKernel) reply(reqs []netlink.Message) ([]netlink.Message, error) {
 	req := reqs[0]
-	if len(req.Data) != inetDiagReqV2Len || req.Data[1] != unix.IPPROTO_TCP {
+	if len(req.Data) != sockdiag.ReqV2Len || req.Data[1] != unix.IPPROTO_TCP {
 		k.t.Fatalf("bad inet_diag_req_v2 %x", req.Data)
 	}
 	family, states := req.Data[0], binary.NativeEndian.Uint32(req.Data[4:8])
@@ -55,7 +57,7 @@ func (k *fakeKernel) reply(reqs []netlink.Message) ([]netlink.Message, error) {
 	}
 	if k.nlErr != nil {
 		if err := k.nlErr(family, states); err != nil {
-			return kernelError(req, err.(unix.Errno))
+			return sockdiagtest.KernelError(req, err.(unix.Errno))
 		}
 	}
 	var flags netlink.HeaderFlags
@@ -66,41 +68,41 @@ func (k *fakeKernel) reply(reqs []netlink.Message) ([]netlink.Message, error) {
 	var msgs [][]byte
 	for _, m := range k.sockets {
 		if m.Family == family && states&(1<<m.State) != 0 {
-			msgs = append(msgs, marshalInetDiagMsg(m))
+			msgs = append(msgs, sockdiagtest.Marshal(m))
 		}
 	}
-	return dumpReply(req, flags, msgs...), nil
+	return sockdiagtest.DumpReply(req, flags, msgs...), nil
 }
 
 func requestName(family uint8, states uint32) string {
 	f := map[uint8]string{unix.AF_INET: "inet", unix.AF_INET6: "inet6"}[family]
-	s := map[uint32]string{tcpfListen: "listen", tcpfSynRecv: "syn-recv"}[states]
+	s := map[uint32]string{sockdiag.TCPFListen: "listen", sockdiag.TCPFSynRecv: "syn-recv"}[states]
 	return f + "/" + s
 }
 
 // Test sockets.
-func listenSock(addr string, port uint16, rq, wq uint32, v6only bool) inetDiagMsg {
+func listenSock(addr string, port uint16, rq, wq uint32, v6only bool) sockdiag.Msg {
 	a := netip.MustParseAddr(addr)
 	fam := uint8(unix.AF_INET)
 	dst := netip.IPv4Unspecified()
 	if a.Is6() {
 		fam, dst = unix.AF_INET6, netip.IPv6Unspecified()
 	}
-	return inetDiagMsg{Family: fam, State: tcpListen, Src: a, SrcPort: port, Dst: dst,
+	return sockdiag.Msg{Family: fam, State: sockdiag.TCPListen, Src: a, SrcPort: port, Dst: dst,
 		RQueue: rq, WQueue: wq, Inode: uint32(port), V6Only: v6only}
 }
 
-func requestSock(addr string, port uint16) inetDiagMsg {
+func requestSock(addr string, port uint16) sockdiag.Msg {
 	a := netip.MustParseAddr(addr)
 	fam := uint8(unix.AF_INET)
 	if a.Is6() {
 		fam = unix.AF_INET6
 	}
-	return inetDiagMsg{Family: fam, State: tcpSynRecv, Src: a, SrcPort: port, Dst: a, DstPort: 40000}
+	return sockdiag.Msg{Family: fam, State: sockdiag.TCPSynRecv, Src: a, SrcPort: port, Dst: a, DstPort: 40000}
 }
 
-func testListenerSockets() []inetDiagMsg {
-	return []inetDiagMsg{
+func testListenerSockets() []sockdiag.Msg {
+	return []sockdiag.Msg{
 		// An SO_REUSEPORT pair.
 		listenSock("127.0.0.1", 6379, 3, 128, false),
 		listenSock("127.0.0.1", 6379, 10, 128, false),
@@ -124,9 +126,12 @@ func testListenerSockets() []inetDiagMsg {
 		requestSock("127.0.0.1", 6383), // no IPv4 listener on 6383
 		requestSock("10.0.0.9", 9999),  // no listener at all
 		// A full socket in SYN_RECV that has an inode is no request socket.
-		func() inetDiagMsg { m := requestSock("127.0.0.1", 6379); m.Inode = 77; return m }(),
+		func() sockdiag.Msg { m := requestSock("127.0.0.1", 6379); m.Inode = 77; return m }(),
 	}
 }
+
+// equateAddr lets cmp compare netip.Addr values.
+var equateAddr = cmpopts.EquateComparable(netip.Addr{})
 
 var (
 	v4Any = netip.IPv4Unspecified()
@@ -347,18 +352,18 @@ func TestSynRecvCadenceDue(t *testing.T) {
 
 func TestListenersCadence(t *testing.T) {
 	// Backlog 16: two half-opens fill an eighth of its SYN queue.
-	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 6379, 0, 16, false)}}
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 16, false)}}
 	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: 10 * time.Second})
 	t0 := time.Unix(1_700_000_000, 0)
-	halfOpen := []inetDiagMsg{requestSock("10.0.0.1", 6379), requestSock("10.0.0.2", 6379)}
+	halfOpen := []sockdiag.Msg{requestSock("10.0.0.1", 6379), requestSock("10.0.0.2", 6379)}
 	listener := k.sockets[0]
 	cookies := 0.0
 
 	type cycle struct {
-		at       time.Duration // after t0
-		sockets  []inetDiagMsg // requests present in the kernel
-		cookie   bool          // SyncookiesSent moves
-		synErr   bool          // the SYN_RECV dump fails
+		at       time.Duration  // after t0
+		sockets  []sockdiag.Msg // requests present in the kernel
+		cookie   bool           // SyncookiesSent moves
+		synErr   bool           // the SYN_RECV dump fails
 		wantRan  bool
 		wantInfo SynRecvInfo // Ran is wantRan
 		wantSyn  uint32
@@ -381,11 +386,11 @@ func TestListenersCadence(t *testing.T) {
 		{at: 14 * time.Second, wantRan: true, wantInfo: SynRecvInfo{Time: t0.Add(14 * time.Second), Reason: reasonInterval, Dumps: 4}},
 	}
 	for i, c := range cycles {
-		k.sockets = append([]inetDiagMsg{listener}, c.sockets...)
+		k.sockets = append([]sockdiag.Msg{listener}, c.sockets...)
 		k.nlErr = nil
 		if c.synErr {
 			k.nlErr = func(_ uint8, states uint32) error {
-				if states == tcpfSynRecv {
+				if states == sockdiag.TCPFSynRecv {
 					return unix.EIO
 				}
 				return nil
@@ -411,7 +416,7 @@ func TestListenersCadence(t *testing.T) {
 }
 
 func TestListenersCarryFollowsListener(t *testing.T) {
-	k := &fakeKernel{sockets: []inetDiagMsg{
+	k := &fakeKernel{sockets: []sockdiag.Msg{
 		listenSock("0.0.0.0", 6379, 0, 8, false),
 		requestSock("10.0.0.1", 6379),
 	}}
@@ -421,9 +426,9 @@ func TestListenersCarryFollowsListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Follow-up dump (its SYN queue an eighth full) fails; a new listener appears.
-	k.sockets = []inetDiagMsg{listenSock("0.0.0.0", 6379, 0, 8, false), listenSock("0.0.0.0", 6380, 0, 128, false)}
+	k.sockets = []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 8, false), listenSock("0.0.0.0", 6380, 0, 128, false)}
 	k.nlErr = func(_ uint8, states uint32) error {
-		if states == tcpfSynRecv {
+		if states == sockdiag.TCPFSynRecv {
 			return unix.EIO
 		}
 		return nil
@@ -466,7 +471,7 @@ func TestListenersRestarts(t *testing.T) {
 			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 2},
 		},
 		{
-			name: "SYN_RECV interrupted", interrupt: 1, intrOnly: tcpfSynRecv, wantDials: 1, wantReqs: 6,
+			name: "SYN_RECV interrupted", interrupt: 1, intrOnly: sockdiag.TCPFSynRecv, wantDials: 1, wantReqs: 6,
 			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
 		},
 		{
@@ -487,7 +492,7 @@ func TestListenersRestarts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			k := &fakeKernel{
-				sockets: []inetDiagMsg{
+				sockets: []sockdiag.Msg{
 					listenSock("0.0.0.0", 80, 0, 128, false), listenSock("::", 80, 0, 128, true),
 					// The flag rides on data messages: ReceiveIter does
 					// not show NLMSG_DONE.
@@ -509,7 +514,7 @@ func TestListenersRestarts(t *testing.T) {
 				t.Errorf("%d dials, %d requests %v; want %d, %d", k.dials, len(k.requests), k.requests, tt.wantDials, tt.wantReqs)
 			}
 			for i, c := range k.conns[:len(k.conns)-1] {
-				if !c.closed {
+				if !c.Closed {
 					t.Errorf("connection %d left open after an overrun", i)
 				}
 			}
@@ -521,7 +526,7 @@ func TestListenersRestarts(t *testing.T) {
 }
 
 func TestListenersCountersPersist(t *testing.T) {
-	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 80, 0, 128, false)}, interrupt: 1}
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 80, 0, 128, false)}, interrupt: 1}
 	src := newFakeSource(t, k, ListenerConfig{})
 	var s *Snapshot
 	for range 3 {
@@ -553,7 +558,7 @@ func TestListenersNoData(t *testing.T) {
 	})
 	t.Run("no IPv6", func(t *testing.T) {
 		k := &fakeKernel{
-			sockets: []inetDiagMsg{listenSock("0.0.0.0", 80, 0, 128, false)},
+			sockets: []sockdiag.Msg{listenSock("0.0.0.0", 80, 0, 128, false)},
 			nlErr: func(family uint8, _ uint32) error {
 				if family == unix.AF_INET6 {
 					return unix.ENOENT
@@ -587,7 +592,7 @@ func TestListenersNoData(t *testing.T) {
 }
 
 func TestListenersDeadlineAndClose(t *testing.T) {
-	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 80, 0, 128, false)}}
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 80, 0, 128, false)}}
 	src := newFakeSource(t, k, ListenerConfig{})
 	deadline := time.Now().Add(time.Minute)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -598,11 +603,11 @@ func TestListenersDeadlineAndClose(t *testing.T) {
 	c := k.conns[0]
 	// One LISTEN dump per family, one SYN_RECV dump (IPv4 only).
 	want := []time.Time{deadline, deadline, deadline}
-	if diff := cmp.Diff(want, c.deadlines); diff != "" {
+	if diff := cmp.Diff(want, c.Deadlines); diff != "" {
 		t.Errorf("deadlines (-want +got):\n%s", diff)
 	}
-	if err := src.Close(); err != nil || !c.closed {
-		t.Errorf("Close = %v, closed %v; want the connection closed", err, c.closed)
+	if err := src.Close(); err != nil || !c.Closed {
+		t.Errorf("Close = %v, closed %v; want the connection closed", err, c.Closed)
 	}
 	if err := src.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
@@ -610,7 +615,7 @@ func TestListenersDeadlineAndClose(t *testing.T) {
 }
 
 func TestListenersCancelled(t *testing.T) {
-	k := &fakeKernel{sockets: []inetDiagMsg{listenSock("0.0.0.0", 80, 0, 128, false)}}
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 80, 0, 128, false)}}
 	src := newFakeSource(t, k, ListenerConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
