@@ -125,6 +125,13 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 
 	logger.Info("starting stormwatch", "version", version.Info(), "interval", f.collect.interval,
 		"rules", len(rules), "history", history.Cap())
+	// Bind first: a port already taken ends the start before systemd is
+	// told the daemon is ready.
+	listeners, err := bindWeb(f.web)
+	if err != nil {
+		logger.Error("cannot listen", "err", err)
+		return exitUnknown
+	}
 	// The first sample runs before the server starts, so no scrape sees an
 	// empty exposition.
 	loop.tick(ctx)
@@ -134,7 +141,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		wg.Go(func() { notifier.Run(context.WithoutCancel(ctx)) })
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(server, f.web, logger) }()
+	go func() { serveErr <- web.ServeMultiple(listeners, server, f.web, logger) }()
 	wg.Go(func() { loop.run(ctx) })
 	wg.Go(func() {
 		for {

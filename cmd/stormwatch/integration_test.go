@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -419,5 +420,50 @@ func TestDaemonSIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(d.log.String(), "shutting down") {
 		t.Errorf("no shutdown log line:\n%s", d.log)
+	}
+}
+
+// TestDaemonPortTakenNotReady: with its port already taken the daemon exits
+// non-zero and never tells systemd it is ready (READY=1 would make systemd
+// restart a "ready" daemon every RestartSec).
+func TestDaemonPortTakenNotReady(t *testing.T) {
+	testbin.RequireTools(t)
+	ns := netnstest.New(t)
+	var taken net.Listener
+	if err := ns.Do(func() error {
+		var err error
+		taken, err = net.Listen("tcp", "127.0.0.1:9955")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+
+	cmd := ns.Command(context.Background(), testbin.Stormwatch(t), "--web.listen-address=127.0.0.1:9955", "--collect.interval=200ms")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("exit = %v, want exit status 3; output:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "cannot listen") || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("the log does not say why:\n%s", out)
+	}
+	notify.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	buf := make([]byte, 4096)
+	for {
+		n, err := notify.Read(buf)
+		if err != nil {
+			break // nothing more was sent
+		}
+		if strings.Contains(string(buf[:n]), "READY=1") {
+			t.Fatalf("READY=1 sent by a daemon that could not listen: %q", buf[:n])
+		}
 	}
 }
