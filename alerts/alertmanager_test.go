@@ -146,12 +146,11 @@ rules:
 	go func() { n.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	h := collector.NewHistory(8)
+	h := history()
 	eval := func(queue uint32) time.Time {
 		now := time.Now().Truncate(time.Millisecond)
-		s := collector.NewSnapshot(now)
-		s.Listeners = []collector.Listener{listener("0.0.0.0", 6379, queue, 100, 0)}
-		h.Add(s)
+		fx := &fixture{vals: map[string]float64{}, Listeners: []collector.Listener{listener("0.0.0.0", 6379, queue, 100, 0)}}
+		h.Add(fx.build(now))
 		if _, err := e.Eval(now, h); err != nil {
 			t.Fatal(err)
 		}

@@ -16,29 +16,29 @@ const stormStart = 900
 // stormStart, then a reconnect storm that fills the accept queue, the SYN
 // queue and the conntrack table at known times.
 func host(sec int) *collector.Snapshot {
-	return snap(sec, func(s *collector.Snapshot) {
+	return snap(sec, func(s *fixture) {
 		d := float64(max(sec-stormStart, 0))
-		s.Sysctls = []collector.Sysctl{
-			{Name: "net.core.somaxconn", Value: 4096},
-			{Name: "net.ipv4.tcp_max_syn_backlog", Value: 4096},
-			{Name: "net.ipv4.tcp_syncookies", Value: 1},
-		}
-		s.Conntrack.Entries = math.Min(20000+5000*d, 262144)
-		s.Conntrack.Limit = 262144
-		s.Conntrack.Drop, s.Conntrack.EarlyDrop, s.Conntrack.InsertFailed = 0, 0, 0
-		s.TCP.PassiveOpens = 100*float64(sec) + 4900*d
-		s.TCP.CurrEstab = 500
+		s.Sysctl("net.core.somaxconn", 4096)
+		s.Sysctl("net.ipv4.tcp_max_syn_backlog", 4096)
+		s.Sysctl("net.ipv4.tcp_syncookies", 1)
+		s.Set("conntrack_entries", math.Min(20000+5000*d, 262144))
+		s.Set("conntrack_limit", 262144)
+		s.Set("conntrack_drop", 0)
+		s.Set("conntrack_early_drop", 0)
+		s.Set("conntrack_insert_failed", 0)
+		s.Set("passive_opens", 100*float64(sec)+4900*d)
+		s.Set("established", 500)
 		// The accept queue of 6379 (limit 511) grows 40/s: full at
 		// 912.8s, so overflows are counted from 913s.
 		queue := math.Min(40*d, 512)
-		s.TCP.ListenOverflows = 1000 * float64(max(sec-912, 0))
+		s.Set("listen_overflows", 1000*float64(max(sec-912, 0)))
 		// Its SYN queue grows 30/s: over the limit at 917s, answered with
 		// cookies from then on.
 		synRecv := math.Min(30*d, 520)
-		s.TCP.SyncookiesSent = 500 * float64(max(sec-916, 0))
-		s.TCP.TCPReqQFullDoCookies = s.TCP.SyncookiesSent
-		s.TCP.TCPReqQFullDrop = 0
-		s.SynRecv.Time, s.SynRecv.Ran = s.Time, true
+		s.Set("syncookies_sent", 500*float64(max(sec-916, 0)))
+		s.Set("syn_queue_cookies", 500*float64(max(sec-916, 0)))
+		s.Set("syn_queue_drops", 0)
+		s.SynRecv = synRan
 		s.Listeners = []collector.Listener{
 			listener("0.0.0.0", 22, 0, 128, 0),
 			listener("0.0.0.0", 6379, uint32(queue), 511, uint32(synRecv)),
@@ -57,7 +57,7 @@ var overflows = map[string]int{
 // when each alert fires: every early warning before its queue overflows.
 func TestDefaultRulesStorm(t *testing.T) {
 	e := NewEngine(DefaultRules(), Options{})
-	h := collector.NewHistory(1000)
+	h := history()
 	fired := map[string]int{}
 	for sec := range stormStart + 60 {
 		h.Add(host(sec))
@@ -113,7 +113,7 @@ func TestDefaultRulesStorm(t *testing.T) {
 // nothing, and neither does a host where nothing could be read.
 func TestDefaultRulesCalmHost(t *testing.T) {
 	e := NewEngine(DefaultRules(), Options{})
-	h := collector.NewHistory(1000)
+	h := history()
 	for sec := range stormStart {
 		h.Add(host(sec))
 		trs, err := e.Eval(at(sec), h)
@@ -126,9 +126,9 @@ func TestDefaultRulesCalmHost(t *testing.T) {
 	}
 
 	e = NewEngine(DefaultRules(), Options{})
-	h = collector.NewHistory(10)
+	h = history()
 	for sec := range 10 {
-		h.Add(snap(sec, func(s *collector.Snapshot) {
+		h.Add(snap(sec, func(s *fixture) {
 			s.Listeners = []collector.Listener{listener("0.0.0.0", 6379, 0, 511, 0)}
 		}))
 		if trs, err := e.Eval(at(sec), h); err != nil || len(trs) > 0 {
@@ -139,14 +139,12 @@ func TestDefaultRulesCalmHost(t *testing.T) {
 
 // TestDefaultRulesConfig checks the rules about the host's settings.
 func TestDefaultRulesConfig(t *testing.T) {
-	h := collector.NewHistory(2)
-	h.Add(snap(0, func(s *collector.Snapshot) {
-		s.Sysctls = []collector.Sysctl{
-			{Name: "net.core.somaxconn", Value: 128},
-			{Name: "net.ipv4.tcp_max_syn_backlog", Value: 512},
-			{Name: "net.ipv4.tcp_syncookies", Value: 0},
-		}
-		s.SynRecv.Time = s.Time
+	h := history()
+	h.Add(snap(0, func(s *fixture) {
+		s.Sysctl("net.core.somaxconn", 128)
+		s.Sysctl("net.ipv4.tcp_max_syn_backlog", 512)
+		s.Sysctl("net.ipv4.tcp_syncookies", 0)
+		s.SynRecv = synRan
 		ls := []collector.Listener{
 			listener("0.0.0.0", 6379, 0, 128, 320), // capped by somaxconn
 			listener("::", 6380, 0, 1024, 0),       // limit from a larger somaxconn earlier

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,18 +128,27 @@ type Options struct {
 	// ResolvedRetention is how long a resolved alert is kept so notifiers
 	// can resend its resolution (default 15m, as Prometheus).
 	ResolvedRetention time.Duration
+	// NoDataHold bounds how long an alert keeps its state while its data
+	// is missing (default 5m): after that it is resolved.
+	NoDataHold time.Duration
+	// Vocabulary is what the rules were compiled against (default: the
+	// first rule's, else DefaultVocabulary).
+	Vocabulary *Vocabulary
 }
 
 // Default option values.
 const (
 	DefaultStaleAfter        = time.Minute
 	DefaultResolvedRetention = 15 * time.Minute
+	DefaultNoDataHold        = 5 * time.Minute
 )
 
 // ruleState is a rule and its alerts.
 type ruleState struct {
 	rule   *Rule
 	alerts map[string]*Alert // by fingerprint
+	// noData says since when an alert's data is missing.
+	noData map[string]time.Time
 	// fp is the fingerprint of a host rule's alert (its labels never vary).
 	fp string
 }
@@ -163,7 +173,16 @@ func NewEngine(rules []*Rule, opts Options) *Engine {
 	if opts.ResolvedRetention <= 0 {
 		opts.ResolvedRetention = DefaultResolvedRetention
 	}
-	e := &Engine{opts: opts, ev: newEvaluator()}
+	if opts.NoDataHold <= 0 {
+		opts.NoDataHold = DefaultNoDataHold
+	}
+	if opts.Vocabulary == nil {
+		opts.Vocabulary = DefaultVocabulary()
+		if len(rules) > 0 && rules[0].vocab != nil {
+			opts.Vocabulary = rules[0].vocab
+		}
+	}
+	e := &Engine{opts: opts, ev: newEvaluator(opts.Vocabulary)}
 	e.SetRules(rules)
 	return e
 }
@@ -187,7 +206,7 @@ func (e *Engine) SetRules(rules []*Rule) {
 	for _, r := range rules {
 		rs := newRuleState(r)
 		if prev, ok := old[r.key]; ok {
-			rs.alerts = prev.alerts
+			rs.alerts, rs.noData = prev.alerts, prev.noData
 			delete(old, r.key) // a key is taken over once
 		}
 		e.rules = append(e.rules, rs)
@@ -214,10 +233,25 @@ type result struct {
 	annotations map[string]string
 }
 
+// outcome is what one evaluation of a rule found: the instances whose
+// condition holds, those without data (their alerts keep their state),
+// and whether the whole scope had no data.
+type outcome struct {
+	results []result
+	noData  map[string]bool
+	allGone bool // no data for any instance: every alert keeps its state
+}
+
 // Eval evaluates every rule at now over the Snapshots of h taken at or
 // before now, advances the alerts' states and returns the changes, sorted
 // by alert name and labels. A rule that fails to evaluate keeps its alerts
 // as they were; the failures are joined in the error.
+//
+// Missing data is not a resolution: an alert whose instance has no data
+// (a value it reads was not read, its entity's source did not deliver, the
+// latest Snapshot is stale) keeps its state, neither firing anew nor
+// resolving, for up to Options.NoDataHold; an entity that is gone from a
+// table its source did deliver (a listener closed) resolves.
 func (e *Engine) Eval(now time.Time, h *collector.History) ([]Transition, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -225,12 +259,12 @@ func (e *Engine) Eval(now time.Time, h *collector.History) ([]Transition, error)
 	var trs []Transition
 	var errs []error
 	for _, rs := range e.rules {
-		results, err := e.results(rs)
+		out, err := e.results(rs)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		trs = rs.advance(now, results, e.opts.ResolvedRetention, trs)
+		trs = rs.advance(now, out, e.opts, trs)
 	}
 	slices.SortFunc(trs, func(a, b Transition) int {
 		return cmp.Or(
@@ -242,46 +276,95 @@ func (e *Engine) Eval(now time.Time, h *collector.History) ([]Transition, error)
 	return trs, errors.Join(errs...)
 }
 
-// results evaluates one rule for each of its instances.
-func (e *Engine) results(rs *ruleState) ([]result, error) {
-	ev, r := e.ev, rs.rule
+// errOtherVocabulary is a rule compiled for other sources than the
+// Engine's.
+var errOtherVocabulary = errors.New("rule compiled for another vocabulary than the engine's")
+
+// instance is one entity a rule is judged for.
+type instance struct {
+	fp     string
+	labels func() map[string]string // the labels of a new alert
+}
+
+// each calls f with every instance of r's scope in the latest Snapshot,
+// the evaluator set on it. It reports false when the scope has no data at
+// all (no fresh Snapshot, or the entities' table was not delivered).
+func (e *Engine) each(r *Rule, baseFP string, f func(instance)) (bool, error) {
+	ev := e.ev
+	if r.vocab != nil && r.vocab != ev.vocab {
+		return false, fmt.Errorf("rule %q: %w", r.Name, errOtherVocabulary)
+	}
 	if ev.latest == nil {
-		return nil, nil
+		return false, nil
 	}
-	if r.Scope != ScopeListener {
-		ev.cur, ev.curIdx = nil, -1
-		holds, _, err := ev.cond(r)
-		if err != nil || !holds {
-			return nil, err
-		}
-		labels := r.baseLabels()
-		if a, ok := rs.alerts[rs.fp]; ok {
-			labels = a.Labels
-		}
-		return []result{e.result(rs, rs.fp, labels)}, nil
+	sv := ev.vocab.scopes[r.Scope]
+	if sv == nil {
+		return false, fmt.Errorf("rule %q: %w: scope %q", r.Name, ErrNotCompiled, r.Scope)
 	}
-	var out []result
-	for i := range ev.latest.Listeners {
-		ev.setListener(i)
-		holds, _, err := ev.cond(r)
+	if sv.kind == 0 {
+		ev.setScope(sv)
+		f(instance{fp: baseFP, labels: r.baseLabels})
+		return true, nil
+	}
+	t := ev.latest.Table(sv.kind)
+	if t == nil {
+		return false, nil
+	}
+	for row := range t.Len() {
+		ev.setEntity(sv, t, row)
+		lv := t.Labels(row)
+		var b strings.Builder
+		b.WriteString(baseFP)
+		for i, l := range sv.labels {
+			b.WriteString("\xff" + l.name + "=" + lv[i])
+		}
+		f(instance{fp: b.String(), labels: func() map[string]string {
+			labels := r.baseLabels()
+			for i, l := range sv.labels {
+				labels[l.name] = lv[i]
+			}
+			return labels
+		}})
+	}
+	return true, nil
+}
+
+// results evaluates one rule for each of its instances.
+func (e *Engine) results(rs *ruleState) (outcome, error) {
+	r := rs.rule
+	var out outcome
+	var err error
+	present, eachErr := e.each(r, rs.fp, func(in instance) {
 		if err != nil {
-			return nil, err
+			return
 		}
-		if !holds {
-			continue
+		holds, ok, cerr := e.ev.cond(r)
+		switch {
+		case cerr != nil:
+			err = cerr
+		case !ok:
+			if out.noData == nil {
+				out.noData = map[string]bool{}
+			}
+			out.noData[in.fp] = true
+		case holds:
+			// Labels are built once, for a new alert.
+			var labels map[string]string
+			if a, ok := rs.alerts[in.fp]; ok {
+				labels = a.Labels
+			} else {
+				labels = in.labels()
+			}
+			out.results = append(out.results, e.result(rs, in.fp, labels))
 		}
-		addr, port := ev.cur.LabelValues()
-		fp := rs.fp + "\xffaddr=" + addr + "\xffport=" + port
-		// Labels are built once, for a new alert.
-		var labels map[string]string
-		if a, ok := rs.alerts[fp]; ok {
-			labels = a.Labels
-		} else {
-			labels = r.baseLabels()
-			labels["addr"], labels["port"] = addr, port
-		}
-		out = append(out, e.result(rs, fp, labels))
+	})
+	if eachErr != nil {
+		return outcome{}, eachErr
 	}
+	if err != nil {
+		return outcome{}, err
+	}
+	out.allGone = !present
 	return out, nil
 }
 
@@ -290,23 +373,25 @@ func (e *Engine) result(rs *ruleState, fp string, labels map[string]string) resu
 	v := e.ev.value(r)
 	res := result{fp: fp, labels: labels, value: v}
 	if r.summary != nil || r.description != nil || r.advice != nil {
-		res.annotations = r.annotate(e.ev.data(r, v, labels))
+		res.annotations = r.annotate(e.ev.data(v, labels))
 	}
 	return res
 }
 
 // advance moves the rule's alerts on by one evaluation at now, in the
-// manner of Prometheus's AlertingRule.Eval, and appends the changes to trs.
-func (rs *ruleState) advance(now time.Time, results []result, retention time.Duration, trs []Transition) []Transition {
+// manner of Prometheus's AlertingRule.Eval, and appends the changes to
+// trs. An alert without data keeps its state for up to opts.NoDataHold.
+func (rs *ruleState) advance(now time.Time, out outcome, opts Options, trs []Transition) []Transition {
 	r := rs.rule
 	from := map[string]State{}
-	holding := make(map[string]bool, len(results))
-	for _, res := range results {
+	holding := make(map[string]bool, len(out.results))
+	for _, res := range out.results {
 		holding[res.fp] = true
 		if a, ok := rs.alerts[res.fp]; ok && a.State != StateResolved {
 			from[res.fp] = a.State
 			a.Value, a.Annotations = res.value, res.annotations
 			a.KeepFiringSince = time.Time{}
+			delete(rs.noData, res.fp)
 			continue
 		}
 		from[res.fp] = StateInactive
@@ -322,6 +407,21 @@ func (rs *ruleState) advance(now time.Time, results []result, retention time.Dur
 		if _, ok := from[fp]; !ok {
 			from[fp] = a.State
 		}
+		if !holding[fp] && a.State != StateResolved && (out.allGone || out.noData[fp]) {
+			// No data: keep the state, up to the bound.
+			since, ok := rs.noData[fp]
+			if !ok {
+				if rs.noData == nil {
+					rs.noData = map[string]time.Time{}
+				}
+				since = now
+				rs.noData[fp] = now
+			}
+			if now.Sub(since) < opts.NoDataHold {
+				continue
+			}
+		}
+		delete(rs.noData, fp)
 		if !holding[fp] {
 			keep := false
 			if a.State == StateFiring && r.KeepFiringFor > 0 {
@@ -338,7 +438,7 @@ func (rs *ruleState) advance(now time.Time, results []result, retention time.Dur
 				continue
 			case a.State == StateFiring:
 				a.State, a.ResolvedAt, a.KeepFiringSince = StateResolved, now, time.Time{}
-			case a.State == StateResolved && now.Sub(a.ResolvedAt) > retention:
+			case a.State == StateResolved && now.Sub(a.ResolvedAt) > opts.ResolvedRetention:
 				delete(rs.alerts, fp)
 				continue
 			}
@@ -433,8 +533,9 @@ type Finding struct {
 
 // Check judges every rule's condition at now over h, ignoring For and the
 // alerts' state, for one-shot diagnostics. It returns one Finding per rule
-// and listener (a listener rule with no listeners yields none), in rule
-// order, and does not change the Engine's alerts.
+// and instance (an entity rule with no entities yields none; a host rule
+// with no fresh Snapshot yields one with CheckNoData), in rule order, and
+// does not change the Engine's alerts.
 func (e *Engine) Check(now time.Time, h *collector.History) ([]Finding, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -442,37 +543,29 @@ func (e *Engine) Check(now time.Time, h *collector.History) ([]Finding, error) {
 	ev.reset(now, h, e.opts.StaleAfter)
 	var out []Finding
 	var errs []error
-	judge := func(r *Rule, labels map[string]string) {
-		f := Finding{Rule: r, Labels: labels, Status: CheckNoData, Value: nanValue}
-		if ev.latest != nil {
+	for _, rs := range e.rules {
+		r := rs.rule
+		present, err := e.each(r, rs.fp, func(in instance) {
+			labels := in.labels()
+			f := Finding{Rule: r, Labels: labels, Status: CheckNoData, Value: nanValue}
 			holds, ok, err := ev.cond(r)
 			switch {
 			case err != nil:
 				errs = append(errs, err)
 			case ok && holds:
 				f.Status, f.Value = CheckAlert, ev.value(r)
-				f.Annotations = r.annotate(ev.data(r, f.Value, labels))
+				f.Annotations = r.annotate(ev.data(f.Value, labels))
 			case ok:
 				f.Status = CheckOK
 			}
-		}
-		out = append(out, f)
-	}
-	for _, rs := range e.rules {
-		r := rs.rule
-		if r.Scope != ScopeListener {
-			ev.cur, ev.curIdx = nil, -1
-			judge(r, r.baseLabels())
+			out = append(out, f)
+		})
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		if ev.latest == nil {
-			continue
-		}
-		for i := range ev.latest.Listeners {
-			ev.setListener(i)
-			l := r.baseLabels()
-			l["addr"], l["port"] = ev.cur.LabelValues()
-			judge(r, l)
+		if !present && r.Scope == ScopeHost {
+			out = append(out, Finding{Rule: r, Labels: r.baseLabels(), Status: CheckNoData, Value: nanValue})
 		}
 	}
 	return out, errors.Join(errs...)

@@ -43,7 +43,7 @@ rules:
     summary: "at {{ .value }}"
 `)
 	e := NewEngine(rules, Options{})
-	h := collector.NewHistory(64)
+	h := history()
 	labels := map[string]string{"alertname": "ConntrackHigh", "severity": "warning", "team": "net"}
 	ann := func(v string) map[string]string { return map[string]string{"summary": "at " + v} }
 
@@ -75,7 +75,7 @@ rules:
 		{11, 10, []Alert{}, []string{"ConntrackHigh pending->inactive"}},
 	}
 	for _, s := range steps {
-		h.Add(snap(s.sec, func(sn *collector.Snapshot) { sn.Conntrack.Entries = s.entries }))
+		h.Add(snap(s.sec, func(sn *fixture) { sn.Set("conntrack_entries", s.entries) }))
 		got, err := e.Eval(at(s.sec), h)
 		if err != nil {
 			t.Fatalf("t=%d: Eval: %v", s.sec, err)
@@ -96,8 +96,8 @@ rules:
     condition: conntrack_entries >= conntrack_limit
 `)
 	e := NewEngine(rules, Options{})
-	h := collector.NewHistory(8)
-	h.Add(snap(0, func(s *collector.Snapshot) { s.Conntrack.Entries, s.Conntrack.Limit = 100, 100 }))
+	h := history()
+	h.Add(snap(0, func(s *fixture) { s.Set("conntrack_entries", 100); s.Set("conntrack_limit", 100) }))
 	got, err := e.Eval(at(0), h)
 	if err != nil {
 		t.Fatal(err)
@@ -117,9 +117,9 @@ rules:
 func TestEvalResolvedRetention(t *testing.T) {
 	rules := mustLoad(t, "rules: [{name: R, condition: conntrack_entries > 0}]")
 	e := NewEngine(rules, Options{ResolvedRetention: 5 * time.Second})
-	h := collector.NewHistory(16)
+	h := history()
 	for sec, entries := range []float64{1, 0, 0, 0, 0, 0, 0, 0} {
-		h.Add(snap(sec, func(s *collector.Snapshot) { s.Conntrack.Entries = entries }))
+		h.Add(snap(sec, func(s *fixture) { s.Set("conntrack_entries", entries) }))
 		if _, err := e.Eval(at(sec), h); err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +177,7 @@ rules:
     labels: {team: db}
 `)
 	e := NewEngine(v1, Options{})
-	h := collector.NewHistory(16)
+	h := history()
 	type state struct {
 		Team     string
 		Severity string
@@ -206,7 +206,7 @@ rules:
 		if s.rules != nil {
 			e.SetRules(s.rules)
 		}
-		h.Add(snap(s.sec, func(sn *collector.Snapshot) { sn.Conntrack.Entries = s.entries }))
+		h.Add(snap(s.sec, func(sn *fixture) { sn.Set("conntrack_entries", s.entries) }))
 		if _, err := e.Eval(at(s.sec), h); err != nil {
 			t.Fatal(err)
 		}
@@ -232,7 +232,7 @@ rules:
     summary: "{{ .addr }}:{{ .port }} {{ .value | pct }}"
 `)
 	e := NewEngine(rules, Options{})
-	h := collector.NewHistory(16)
+	h := history()
 	a6379 := listener("0.0.0.0", 6379, 90, 100, 0)
 	a6380 := listener("0.0.0.0", 6380, 128, 128, 0)
 	ssh := listener("::1", 22, 0, 128, 0)
@@ -265,7 +265,7 @@ rules:
 		},
 	}
 	for sec, s := range steps {
-		h.Add(snap(sec, func(sn *collector.Snapshot) { sn.Listeners = s.listeners }))
+		h.Add(snap(sec, func(sn *fixture) { sn.Listeners = s.listeners }))
 		got, err := e.Eval(at(sec), h)
 		if err != nil {
 			t.Fatal(err)
@@ -307,8 +307,8 @@ rules:
     condition: syn_recv >= 0
 `)
 	e := NewEngine(rules, Options{})
-	h := collector.NewHistory(8)
-	h.Add(snap(0, func(s *collector.Snapshot) {
+	h := history()
+	h.Add(snap(0, func(s *fixture) {
 		s.Listeners = []collector.Listener{listener("0.0.0.0", 6379, 0, 128, 5)} // SYN_RECV never dumped
 	}))
 	got, err := e.Eval(at(0), h)
@@ -332,18 +332,23 @@ rules:
 	}
 }
 
+// TestEvalStale: a sampler that stalls leaves the latest Snapshot stale,
+// which is no data: the alert keeps firing (a stalled watcher must not
+// resolve a storm) until NoDataHold passes.
 func TestEvalStale(t *testing.T) {
 	rules := mustLoad(t, "rules: [{name: R, condition: conntrack_entries > 0}]")
-	e := NewEngine(rules, Options{StaleAfter: 5 * time.Second})
-	h := collector.NewHistory(8)
-	h.Add(snap(0, func(s *collector.Snapshot) { s.Conntrack.Entries = 1 }))
+	e := NewEngine(rules, Options{StaleAfter: 5 * time.Second, NoDataHold: time.Minute})
+	h := history()
+	h.Add(snap(0, func(s *fixture) { s.Set("conntrack_entries", 1) }))
 	for _, c := range []struct {
 		sec  int
 		want []string
 	}{
 		{0, []string{"R inactive->firing"}},
 		{5, nil},
-		{6, []string{"R firing->resolved"}},
+		{6, nil},  // stale: no data, still firing
+		{65, nil}, // held for NoDataHold from t=6
+		{66, []string{"R firing->resolved"}},
 	} {
 		got, err := e.Eval(at(c.sec), h)
 		if err != nil {
@@ -360,9 +365,9 @@ func TestEvalStale(t *testing.T) {
 func TestEvalIgnoresFuture(t *testing.T) {
 	rules := mustLoad(t, "rules: [{name: R, condition: conntrack_entries > 0}]")
 	e := NewEngine(rules, Options{})
-	h := collector.NewHistory(8)
-	h.Add(snap(0, func(s *collector.Snapshot) { s.Conntrack.Entries = 0 }))
-	h.Add(snap(1, func(s *collector.Snapshot) { s.Conntrack.Entries = 5 }))
+	h := history()
+	h.Add(snap(0, func(s *fixture) { s.Set("conntrack_entries", 0) }))
+	h.Add(snap(1, func(s *fixture) { s.Set("conntrack_entries", 5) }))
 	if got, _ := e.Eval(at(0), h); len(got) != 0 {
 		t.Errorf("Eval at 0 used a later Snapshot: %v", trs(got))
 	}
@@ -380,9 +385,10 @@ rules:
     condition: accept_queue >= accept_queue_limit
 `)
 	e := NewEngine(rules, Options{})
-	h := collector.NewHistory(8)
-	h.Add(snap(0, func(s *collector.Snapshot) {
-		s.Conntrack.Entries, s.Conntrack.Limit = 90, 100
+	h := history()
+	h.Add(snap(0, func(s *fixture) {
+		s.Set("conntrack_entries", 90)
+		s.Set("conntrack_limit", 100)
 		s.Listeners = []collector.Listener{listener("0.0.0.0", 6379, 129, 128, 0), listener("0.0.0.0", 6380, 0, 128, 0)}
 	}))
 	got, err := e.Check(at(0), h)
@@ -431,15 +437,22 @@ func TestAlertJSON(t *testing.T) {
 // history with 300 listeners, a few of them filling up.
 func BenchmarkEval(b *testing.B) {
 	const n, listeners = 901, 300
-	h := collector.NewHistory(n)
+	h := history()
 	for i := range n {
-		h.Add(snap(i, func(s *collector.Snapshot) {
-			s.Conntrack.Entries, s.Conntrack.Limit = 1000+float64(i), 262144
-			s.Conntrack.Drop, s.Conntrack.EarlyDrop, s.Conntrack.InsertFailed = 0, 0, 0
-			s.TCP.PassiveOpens = 200 * float64(i)
-			s.TCP.ListenOverflows, s.TCP.SyncookiesSent, s.TCP.TCPReqQFullDrop = 0, 0, 0
-			s.Sysctls = []collector.Sysctl{{Name: "net.core.somaxconn", Value: 4096}, {Name: "net.ipv4.tcp_syncookies", Value: 1}, {Name: "net.ipv4.tcp_max_syn_backlog", Value: 4096}}
-			s.SynRecv.Time, s.SynRecv.Ran = s.Time, true
+		h.Add(snap(i, func(s *fixture) {
+			s.Set("conntrack_entries", 1000+float64(i))
+			s.Set("conntrack_limit", 262144)
+			s.Set("conntrack_drop", 0)
+			s.Set("conntrack_early_drop", 0)
+			s.Set("conntrack_insert_failed", 0)
+			s.Set("passive_opens", 200*float64(i))
+			s.Set("listen_overflows", 0)
+			s.Set("syncookies_sent", 0)
+			s.Set("syn_queue_drops", 0)
+			s.Sysctl("net.core.somaxconn", 4096)
+			s.Sysctl("net.ipv4.tcp_syncookies", 1)
+			s.Sysctl("net.ipv4.tcp_max_syn_backlog", 4096)
+			s.SynRecv = synRan
 			s.Listeners = make([]collector.Listener, listeners)
 			for p := range listeners {
 				q := uint32(0)

@@ -2,10 +2,11 @@ package alerts
 
 import (
 	"fmt"
-	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -21,63 +22,87 @@ const (
 	fnIncrease fn = iota
 	fnRate
 	fnMaxOverTime
+	fnMinOverTime
 	fnTimeToLimit
 	fnBaselineRate
 )
 
-// callKey identifies one function call within one evaluation. Host series
-// are shared by every listener of a listener-scoped rule, so listener is -1
-// for them.
+// callKey identifies one function call within one evaluation: host series
+// are shared by every entity of a rule's scope (kind 0, row -1).
 type callKey struct {
-	fn       fn
-	series   string
-	w1, w2   string
-	limit    uint64
-	listener int
+	fn     fn
+	series string
+	w1, w2 string
+	limit  uint64
+	kind   int
+	row    int
+}
+
+// scopeEnv is the environment struct of one scope, reused.
+type scopeEnv struct {
+	val     reflect.Value // the struct (addressable)
+	ptr     any           // a pointer to it, for vm.Run
+	hostSet bool          // host fields set for this evaluation
 }
 
 // evaluator runs conditions against a History at one instant. It is
 // reused from one Eval to the next and is not safe for concurrent use.
 type evaluator struct {
+	vocab  *Vocabulary
 	now    time.Time
 	snaps  []*collector.Snapshot // taken at or before now, oldest first
 	latest *collector.Snapshot   // nil when there is no fresh Snapshot
-	scope  *scopeVocab
-	cur    *collector.Listener // the listener being evaluated
-	curIdx int
+
+	sv       *scopeVocab // the scope being evaluated
+	row      int         // the entity's row in latest (-1: host)
+	joinRows []int       // rows of its joined entities (-1: none)
 	// taint is set when a function had no data during a run.
 	taint bool
 
-	cache   map[callKey]float64
-	windows map[string]time.Duration
-	ser     series
-	buf     []float64
-
-	host     hostEnv
-	lst      listenerEnv
-	hostVal  reflect.Value
-	lstVal   reflect.Value
-	hostData map[string]any
+	envs     map[Scope]*scopeEnv
+	fns      funcs
+	cache    map[callKey]float64
+	windows  map[string]time.Duration
+	ser      series
+	buf      []float64
+	hostData map[Scope]map[string]any
 	vm       vm.VM
 }
 
-func newEvaluator() *evaluator {
+func newEvaluator(vb *Vocabulary) *evaluator {
 	e := &evaluator{
-		cache:   map[callKey]float64{},
-		windows: map[string]time.Duration{},
+		vocab:    vb,
+		envs:     map[Scope]*scopeEnv{},
+		cache:    map[callKey]float64{},
+		windows:  map[string]time.Duration{},
+		hostData: map[Scope]map[string]any{},
+		row:      -1,
 	}
-	f := funcs{
+	e.fns = funcs{
 		Increase:     func(s, w string) float64 { return e.call(fnIncrease, s, w, "", 0) },
 		Rate:         func(s, w string) float64 { return e.call(fnRate, s, w, "", 0) },
 		MaxOverTime:  func(s, w string) float64 { return e.call(fnMaxOverTime, s, w, "", 0) },
+		MinOverTime:  func(s, w string) float64 { return e.call(fnMinOverTime, s, w, "", 0) },
 		TimeToLimit:  func(s string, l float64, w string) float64 { return e.call(fnTimeToLimit, s, w, "", l) },
 		BaselineRate: func(s, w, x string) float64 { return e.call(fnBaselineRate, s, w, x, 0) },
 		Sysctl:       e.sysctl,
 	}
-	e.host.funcs, e.lst.funcs = f, f
-	e.hostVal = reflect.ValueOf(&e.host).Elem()
-	e.lstVal = reflect.ValueOf(&e.lst).Elem()
 	return e
+}
+
+// env returns the environment of scope sv, made on first use.
+func (e *evaluator) env(sv *scopeVocab) *scopeEnv {
+	if env, ok := e.envs[sv.scope]; ok {
+		return env
+	}
+	p := reflect.New(sv.env)
+	env := &scopeEnv{val: p.Elem(), ptr: p.Interface()}
+	fv := reflect.ValueOf(e.fns)
+	for i := range fv.NumField() {
+		env.val.Field(sv.funcs + i).Set(fv.Field(i))
+	}
+	e.envs[sv.scope] = env
+	return env
 }
 
 // reset prepares an evaluation at now over h. A latest Snapshot older than
@@ -89,47 +114,105 @@ func (e *evaluator) reset(now time.Time, h *collector.History, staleAfter time.D
 	if n > 0 && (staleAfter <= 0 || now.Sub(all[n-1].Time) <= staleAfter) {
 		e.latest = all[n-1]
 	}
+	if e.latest != nil && e.latest.Schema() != e.vocab.schema {
+		e.latest = nil // rules compiled for other sources see nothing
+	}
 	clear(e.cache)
-	e.hostData = nil
-	e.cur, e.curIdx = nil, -1
-	if e.latest == nil {
-		return
+	clear(e.hostData)
+	for _, env := range e.envs {
+		env.hostSet = false
 	}
-	hv := vocab[ScopeHost]
-	for _, v := range hv.vars {
-		e.hostVal.FieldByIndex(hv.field[v]).SetFloat(v.host(e.latest))
-	}
-	e.lst.hostVars = e.host.hostVars
+	e.sv, e.row = nil, -1
 }
 
-// setListener makes listener i of the latest Snapshot the one listener
-// rules look at.
-func (e *evaluator) setListener(i int) {
-	l := &e.latest.Listeners[i]
-	e.cur, e.curIdx = l, i
-	lv := vocab[ScopeListener]
-	for _, v := range listenerVariables {
-		e.lstVal.FieldByIndex(lv.field[v]).SetFloat(v.listener(e.latest, l))
+// setScope makes sv the scope evaluated, at the host or (setEntity) one
+// entity.
+func (e *evaluator) setScope(sv *scopeVocab) *scopeEnv {
+	e.sv, e.row = sv, -1
+	e.joinRows = e.joinRows[:0]
+	env := e.env(sv)
+	if !env.hostSet && e.latest != nil {
+		for _, v := range sv.host {
+			env.val.Field(v.field[0]).SetFloat(e.latest.Host(v.ref.Slot))
+		}
+		env.hostSet = true
 	}
-	e.lst.Port = int(l.Port)
-	e.lst.Addr = l.Addr.String()
+	return env
 }
 
-// cond runs r's condition for the current scope and listener. ok is false
-// when it has no data: a value it reads was not read, or a function had too
-// few points.
+// setEntity makes entity row of the latest Snapshot's table of sv's kind
+// the one the rules look at, with its joined entities.
+func (e *evaluator) setEntity(sv *scopeVocab, t *collector.Table, row int) {
+	env := e.setScope(sv)
+	e.row = row
+	for _, v := range sv.own {
+		env.val.Field(v.field[0]).SetFloat(t.Value(row, v.ref.Slot))
+	}
+	labels := t.Labels(row)
+	for i, l := range sv.labels {
+		f := env.val.Field(l.field)
+		if l.isInt {
+			n, _ := strconv.Atoi(labels[i])
+			f.SetInt(int64(n))
+		} else {
+			f.SetString(labels[i])
+		}
+	}
+	for _, j := range sv.joins {
+		jr := -1
+		if jt := e.latest.Table(j.kind); jt != nil {
+			for _, cand := range j.Candidates(labels) {
+				if r, ok := jt.Find(cand); ok {
+					jr = r
+					break
+				}
+			}
+		}
+		e.joinRows = append(e.joinRows, jr)
+		jv := env.val.Field(j.field)
+		for _, v := range j.vars {
+			x := math.NaN()
+			if jr >= 0 {
+				x = e.latest.Table(j.kind).Value(jr, v.ref.Slot)
+			}
+			jv.Field(v.ref.Slot).SetFloat(x)
+		}
+	}
+}
+
+// valueOf returns variable v's current value for the scope and entity
+// being evaluated.
+func (e *evaluator) valueOf(v *variable) float64 {
+	switch {
+	case e.latest == nil:
+		return math.NaN()
+	case v.join >= 0:
+		jr := e.joinRows[v.join]
+		if jr < 0 {
+			return math.NaN()
+		}
+		return e.latest.Table(e.sv.joins[v.join].kind).Value(jr, v.ref.Slot)
+	case v.ref.KindIndex == 0:
+		return e.latest.Host(v.ref.Slot)
+	default:
+		return e.latest.Table(v.ref.KindIndex).Value(e.row, v.ref.Slot)
+	}
+}
+
+// cond runs r's condition for the current scope and entity. ok is false
+// when it has no data: a value it reads was not read, or a function had
+// too few points.
 func (e *evaluator) cond(r *Rule) (holds, ok bool, err error) {
 	if r.prog == nil {
 		return false, false, fmt.Errorf("rule %q: %w", r.Name, ErrNotCompiled)
 	}
 	for _, v := range r.refs {
-		if math.IsNaN(v.value(e.latest, e.cur)) {
+		if math.IsNaN(e.valueOf(v)) {
 			return false, false, nil
 		}
 	}
-	e.scope = vocab[r.Scope]
 	e.taint = false
-	out, err := e.vm.Run(r.prog, e.env(r.Scope))
+	out, err := e.vm.Run(r.prog, e.envs[e.sv.scope].ptr)
 	if err != nil {
 		return false, false, fmt.Errorf("rule %q: %w", r.Name, err)
 	}
@@ -145,8 +228,7 @@ func (e *evaluator) value(r *Rule) float64 {
 	if r.valueProg == nil {
 		return math.NaN()
 	}
-	e.scope = vocab[r.Scope]
-	out, err := e.vm.Run(r.valueProg, e.env(r.Scope))
+	out, err := e.vm.Run(r.valueProg, e.envs[e.sv.scope].ptr)
 	if err != nil {
 		return math.NaN()
 	}
@@ -159,29 +241,38 @@ func (e *evaluator) value(r *Rule) float64 {
 	return math.NaN()
 }
 
-func (e *evaluator) env(s Scope) any {
-	if s == ScopeListener {
-		return &e.lst
-	}
-	return &e.host
-}
-
-// data returns the template data of the current scope and listener: every
-// variable's current value, the alert's value and labels.
-func (e *evaluator) data(r *Rule, value float64, labels map[string]string) map[string]any {
-	if e.hostData == nil {
-		e.hostData = make(map[string]any, len(vocab[ScopeHost].vars))
-		for _, v := range vocab[ScopeHost].vars {
-			e.hostData[v.Name] = v.host(e.latest)
+// data returns the template data of the current scope and entity: every
+// variable's current value, the entity's labels, its joined entities'
+// values, the alert's value and labels.
+func (e *evaluator) data(value float64, labels map[string]string) map[string]any {
+	sv := e.sv
+	hd, ok := e.hostData[sv.scope]
+	if !ok {
+		hd = make(map[string]any, len(sv.host))
+		for _, v := range sv.host {
+			hd[v.Name] = e.valueOf(v)
 		}
+		e.hostData[sv.scope] = hd
 	}
-	d := maps.Clone(e.hostData)
-	if r.Scope == ScopeListener && e.cur != nil {
-		for _, v := range listenerVariables {
-			d[v.Name] = v.listener(e.latest, e.cur)
+	d := make(map[string]any, len(hd)+len(sv.own)+len(sv.labels)+len(sv.joins)+2)
+	for k, v := range hd {
+		d[k] = v
+	}
+	if e.row >= 0 {
+		for _, v := range sv.own {
+			d[v.Name] = e.valueOf(v)
 		}
-		d["addr"] = e.lst.Addr
-		d["port"] = e.lst.Port
+		env := e.envs[sv.scope].val
+		for _, l := range sv.labels {
+			d[l.name] = env.Field(l.field).Interface()
+		}
+		for _, j := range sv.joins {
+			jd := make(map[string]any, len(j.vars))
+			for _, v := range j.vars {
+				jd[v.ref.Name] = e.valueOf(v)
+			}
+			d[j.name] = jd
+		}
 	}
 	d["value"] = value
 	d["labels"] = labels
@@ -190,8 +281,10 @@ func (e *evaluator) data(r *Rule, value float64, labels map[string]string) map[s
 
 func (e *evaluator) sysctl(name string) float64 {
 	if e.latest != nil {
-		if v, ok := e.latest.Sysctl(name); ok {
-			return float64(v)
+		if ref, ok := e.vocab.sysctls[name]; ok {
+			if v := e.latest.Host(ref.Slot); !math.IsNaN(v) {
+				return v
+			}
 		}
 	}
 	e.taint = true
@@ -210,21 +303,40 @@ func (e *evaluator) window(s string) (time.Duration, bool) {
 	return time.Duration(d), true
 }
 
+// seriesEntity says whose points a variable's series holds: the host's
+// (kind 0, no labels) or an entity's, by kind and labels.
+func (e *evaluator) seriesEntity(v *variable) (kind, row int, labels []string) {
+	switch {
+	case v.join >= 0:
+		kind, row = e.sv.joins[v.join].kind, e.joinRows[v.join]
+	case v.ref.KindIndex == 0:
+		return 0, -1, nil
+	default:
+		kind, row = v.ref.KindIndex, e.row
+	}
+	if row < 0 {
+		return kind, -1, nil
+	}
+	return kind, row, e.latest.Table(kind).Labels(row)
+}
+
 // call evaluates a series function, once per evaluation for a given
-// series, window and listener. NaN (no data) taints the run.
+// series, window and entity. NaN (no data) taints the run.
 func (e *evaluator) call(f fn, name, w1, w2 string, limit float64) float64 {
-	v := e.scope.byName[name]
-	if v == nil {
+	v := e.sv.byName[name]
+	if v == nil || e.latest == nil {
 		e.taint = true
 		return math.NaN()
 	}
-	key := callKey{fn: f, series: name, w1: w1, w2: w2, limit: math.Float64bits(limit), listener: -1}
-	if v.listener != nil {
-		key.listener = e.curIdx
+	kind, row, labels := e.seriesEntity(v)
+	if kind != 0 && row < 0 {
+		e.taint = true
+		return math.NaN()
 	}
+	key := callKey{fn: f, series: name, w1: w1, w2: w2, limit: math.Float64bits(limit), kind: kind, row: row}
 	r, ok := e.cache[key]
 	if !ok {
-		r = e.compute(f, v, w1, w2, limit)
+		r = e.compute(f, v, kind, row, labels, w1, w2, limit)
 		e.cache[key] = r
 	}
 	if math.IsNaN(r) {
@@ -233,7 +345,7 @@ func (e *evaluator) call(f fn, name, w1, w2 string, limit float64) float64 {
 	return r
 }
 
-func (e *evaluator) compute(f fn, v *variable, w1, w2 string, limit float64) float64 {
+func (e *evaluator) compute(f fn, v *variable, kind, row int, labels []string, w1, w2 string, limit float64) float64 {
 	d1, ok := e.window(w1)
 	if !ok {
 		return math.NaN()
@@ -243,12 +355,12 @@ func (e *evaluator) compute(f fn, v *variable, w1, w2 string, limit float64) flo
 		if !ok || d2 >= d1 {
 			return math.NaN()
 		}
-		e.fill(v, e.now.Add(-d1), e.now.Add(-d2))
+		e.fill(v, kind, row, labels, e.now.Add(-d1), e.now.Add(-d2))
 		var r float64
 		r, e.buf = e.ser.medianRate(e.buf)
 		return r
 	}
-	e.fill(v, e.now.Add(-d1), e.now)
+	e.fill(v, kind, row, labels, e.now.Add(-d1), e.now)
 	switch f {
 	case fnIncrease:
 		inc, _ := e.ser.increase()
@@ -257,6 +369,8 @@ func (e *evaluator) compute(f fn, v *variable, w1, w2 string, limit float64) flo
 		return e.ser.rate()
 	case fnMaxOverTime:
 		return e.ser.max()
+	case fnMinOverTime:
+		return e.ser.min()
 	case fnTimeToLimit:
 		return e.ser.timeToLimit(limit)
 	}
@@ -264,33 +378,35 @@ func (e *evaluator) compute(f fn, v *variable, w1, w2 string, limit float64) flo
 }
 
 // fill loads the points of v between from and to (inclusive) into e.ser:
-// for a listener variable, the current listener's values, matched by
-// address and port, in the Snapshots where it was listening.
-func (e *evaluator) fill(v *variable, from, to time.Time) {
+// the host's, or those of the entity with these labels (matched across
+// Snapshots by its labels, in the Snapshots that still hold it). A point
+// carried from an earlier read (its part was not read in that cycle) is
+// left out.
+func (e *evaluator) fill(v *variable, kind, row int, labels []string, from, to time.Time) {
 	e.ser.reset()
 	i := sort.Search(len(e.snaps), func(i int) bool { return !e.snaps[i].Time.Before(from) })
 	for ; i < len(e.snaps) && !e.snaps[i].Time.After(to); i++ {
 		s := e.snaps[i]
-		if v.fresh != nil && !v.fresh(s) {
+		if !s.PartTime(v.ref.Part).Equal(s.Time) {
 			continue
 		}
 		t := s.Time.Sub(e.now).Seconds()
-		if v.listener == nil {
-			e.ser.add(t, v.host(s))
+		if kind == 0 {
+			e.ser.add(t, s.Host(v.ref.Slot))
 			continue
 		}
-		if e.cur == nil {
+		tab := s.Table(kind)
+		if tab == nil {
 			continue
 		}
-		// Listeners mostly keep their place from one Snapshot to the next.
-		var l *collector.Listener
-		if e.curIdx < len(s.Listeners) && s.Listeners[e.curIdx].Port == e.cur.Port && s.Listeners[e.curIdx].Addr == e.cur.Addr {
-			l = &s.Listeners[e.curIdx]
-		} else {
-			l = findListener(s, e.cur.Addr, e.cur.Port)
+		// Entities mostly keep their row from one Snapshot to the next.
+		r := row
+		if r >= tab.Len() || !slices.Equal(tab.Labels(r), labels) {
+			var ok bool
+			if r, ok = tab.Find(labels); !ok {
+				continue
+			}
 		}
-		if l != nil {
-			e.ser.add(t, v.listener(s, l))
-		}
+		e.ser.add(t, tab.Value(r, v.ref.Slot))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -31,7 +32,7 @@ var (
 // documented.
 var ruleFields = []string{
 	"name", "scope", "condition", "value", "for", "keep_firing_for",
-	"severity", "labels", "summary", "description", "advice",
+	"severity", "labels", "summary", "description", "advice", "section",
 }
 
 // fieldHints answer the field names people bring from Prometheus.
@@ -42,13 +43,29 @@ var fieldHints = map[string]string{
 	"groups":      `rules are one flat "rules" list`,
 }
 
-// reservedLabels are set by stormwatch on every alert.
+// reservedLabels are set by stormwatch on every alert; the labels of
+// every entity kind are reserved too.
 var reservedLabels = map[string]bool{
 	model.AlertNameLabel: true, "severity": true, "alertstate": true,
-	"addr": true, "port": true,
+}
+
+// reserved reports whether label name is set by stormwatch.
+func (vb *Vocabulary) reserved(name string) bool {
+	if reservedLabels[name] {
+		return true
+	}
+	for _, k := range vb.schema.Kinds() {
+		for _, l := range k.Labels {
+			if l.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type loader struct {
+	vocab *Vocabulary
 	file  string
 	lines []string
 	errs  Errors
@@ -66,8 +83,8 @@ func (ld *loader) errAt(line, col int, rule, msg string) {
 	ld.errs = append(ld.errs, &Error{File: ld.file, Line: line, Column: col, Rule: rule, Msg: msg})
 }
 
-func load(file string, data []byte) ([]*Rule, error) {
-	ld := &loader{file: file, lines: strings.Split(string(data), "\n")}
+func load(vb *Vocabulary, file string, data []byte) ([]*Rule, error) {
+	ld := &loader{vocab: vb, file: file, lines: strings.Split(string(data), "\n")}
 	rules := ld.load(data)
 	if len(ld.errs) > 0 {
 		return nil, ld.errs
@@ -253,8 +270,8 @@ func (ld *loader) rule(n *yaml.Node) (*Rule, *yaml.Node) {
 	if v := nodes["scope"]; v != nil {
 		if s, ok := ld.scalar(v, name, "scope"); ok && s != "" {
 			r.Scope = Scope(s)
-			if _, known := vocab[r.Scope]; !known {
-				ld.errorf(v, name, "scope %q: must be host or listener", s)
+			if _, known := ld.vocab.scopes[r.Scope]; !known {
+				ld.errorf(v, name, "scope %q: must be %s", s, ld.vocab.scopeNames())
 			}
 		}
 	}
@@ -292,12 +309,20 @@ func (ld *loader) rule(n *yaml.Node) (*Rule, *yaml.Node) {
 	if v := nodes["condition"]; v != nil {
 		r.Condition, _ = ld.scalar(v, name, "condition")
 	}
+	if v := nodes["section"]; v != nil {
+		if s, ok := ld.scalar(v, name, "section"); ok && s != "" {
+			r.Section = s
+			if !ld.vocab.hasSection(s) {
+				ld.errorf(v, name, "section %q: must be one of %s", s, strings.Join(ld.vocab.sectionNames(), ", "))
+			}
+		}
+	}
 	if len(ld.errs) > nerr {
 		return nil, nil // the rest needs a valid scope
 	}
 
 	// Then compile what depends on the scope.
-	sv := vocab[r.Scope]
+	sv := ld.vocab.scopes[r.Scope]
 	if r.Condition == "" {
 		ld.errorf(n, name, `missing field "condition"`)
 	} else {
@@ -306,10 +331,10 @@ func (ld *loader) rule(n *yaml.Node) (*Rule, *yaml.Node) {
 	if r.Value != "" {
 		ld.compileValue(r, sv, nodes["value"])
 	}
-	data := sampleData(r.Scope)
+	data := sampleData(sv)
 	labels := r.baseLabels()
-	if r.Scope == ScopeListener {
-		labels["addr"], labels["port"] = "0.0.0.0", "6379"
+	for _, l := range sv.labels {
+		labels[l.name] = fmt.Sprint(data[l.name])
 	}
 	data["labels"] = labels
 	if r.Summary != "" {
@@ -325,6 +350,7 @@ func (ld *loader) rule(n *yaml.Node) (*Rule, *yaml.Node) {
 		return nil, nil
 	}
 	r.key = ruleKey(r.Name, r.baseLabels())
+	r.vocab = ld.vocab
 	return r, nameNode
 }
 
@@ -346,7 +372,7 @@ func (ld *loader) labels(n *yaml.Node, rule string) map[string]string {
 		switch name := k.Value; {
 		case !nameRE.MatchString(name):
 			ld.errorf(k, rule, "label name %q must match %s", name, nameRE)
-		case reservedLabels[name]:
+		case ld.vocab.reserved(name):
 			ld.errorf(k, rule, "label %q is reserved: stormwatch sets it", name)
 		default:
 			if _, dup := out[name]; dup {
@@ -445,6 +471,7 @@ var seriesFuncs = map[string]struct {
 	"increase":      {2, []int{1}, true},
 	"rate":          {2, []int{1}, true},
 	"max_over_time": {2, []int{1}, false},
+	"min_over_time": {2, []int{1}, false},
 	"time_to_limit": {3, []int{2}, false},
 	"baseline_rate": {3, []int{1, 2}, true},
 }
@@ -452,10 +479,13 @@ var seriesFuncs = map[string]struct {
 // checker collects the variables a condition reads and checks the literal
 // arguments of the series functions.
 type checker struct {
-	sv       *scopeVocab
-	refs     []*variable
-	errs     []checkError
-	lookback time.Duration
+	sv   *scopeVocab
+	refs []*variable
+	// mentions are the value names the expression reads, directly or as a
+	// series, in order of appearance.
+	mentions  []string
+	errs      []checkError
+	lookbacks map[Scope]time.Duration
 }
 
 type checkError struct {
@@ -467,11 +497,33 @@ func (c *checker) errorf(n ast.Node, format string, args ...any) {
 	c.errs = append(c.errs, checkError{n.Location(), fmt.Sprintf(format, args...)})
 }
 
+func (c *checker) mention(v *variable) {
+	if !slices.Contains(c.mentions, v.Name) {
+		c.mentions = append(c.mentions, v.Name)
+	}
+}
+
+func (c *checker) ref(v *variable) {
+	if !slices.Contains(c.refs, v) {
+		c.refs = append(c.refs, v)
+	}
+	c.mention(v)
+}
+
 func (c *checker) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.IdentifierNode:
-		if v := c.sv.byName[n.Value]; v != nil && !slices.Contains(c.refs, v) {
-			c.refs = append(c.refs, v)
+		if v := c.sv.byName[n.Value]; v != nil {
+			c.ref(v)
+		}
+	case *ast.MemberNode:
+		// A joined entity's value: listener.accept_queue.
+		id, ok1 := n.Node.(*ast.IdentifierNode)
+		prop, ok2 := n.Property.(*ast.StringNode)
+		if ok1 && ok2 {
+			if v := c.sv.byName[id.Value+"."+prop.Value]; v != nil {
+				c.ref(v)
+			}
 		}
 	case *ast.CallNode:
 		callee, ok := n.Callee.(*ast.IdentifierNode)
@@ -489,6 +541,7 @@ func (c *checker) Visit(node *ast.Node) {
 func (c *checker) call(name string, n *ast.CallNode, windows []int, counter bool) {
 	arg := n.Arguments[0]
 	s, ok := arg.(*ast.StringNode)
+	var v *variable
 	switch {
 	case !ok:
 		c.errorf(arg, "%s: the series must be a quoted name like \"passive_opens\"", name)
@@ -496,6 +549,9 @@ func (c *checker) call(name string, n *ast.CallNode, windows []int, counter bool
 		c.errorf(arg, "%s: unknown series %q", name, s.Value)
 	case counter && !c.sv.byName[s.Value].counter():
 		c.errorf(arg, "%s: %q is a gauge, %s needs a counter", name, s.Value, name)
+	default:
+		v = c.sv.byName[s.Value]
+		c.mention(v)
 	}
 	var ds []time.Duration
 	for _, i := range windows {
@@ -511,7 +567,13 @@ func (c *checker) call(name string, n *ast.CallNode, windows []int, counter bool
 			continue
 		}
 		ds = append(ds, time.Duration(d))
-		c.lookback = max(c.lookback, time.Duration(d))
+		if v != nil {
+			if c.lookbacks == nil {
+				c.lookbacks = map[Scope]time.Duration{}
+			}
+			k := v.Scope
+			c.lookbacks[k] = max(c.lookbacks[k], time.Duration(d))
+		}
 	}
 	if name == "baseline_rate" && len(ds) == 2 && ds[1] >= ds[0] {
 		c.errorf(n.Arguments[2], "%s: the excluded recent part %s must be shorter than the window %s", name, model.Duration(ds[1]), model.Duration(ds[0]))
@@ -520,7 +582,7 @@ func (c *checker) call(name string, n *ast.CallNode, windows []int, counter bool
 
 func compileOptions(sv *scopeVocab, out expr.Option, c *checker) []expr.Option {
 	return []expr.Option{
-		expr.Env(sv.env),
+		expr.Env(reflect.Zero(sv.env).Interface()),
 		out,
 		expr.Patch(c),
 		// Time is an argument of Eval: conditions must not read the clock.
@@ -543,7 +605,8 @@ func (ld *loader) compile(r *Rule, sv *scopeVocab, n *yaml.Node) {
 		}
 		return
 	}
-	r.prog, r.refs, r.lookback = prog, c.refs, c.lookback
+	r.prog, r.refs, r.mentions = prog, c.refs, c.mentions
+	r.addLookbacks(c.lookbacks)
 	if r.Value == "" {
 		r.valueProg = deriveValue(r.Condition, sv)
 	}
@@ -565,7 +628,7 @@ func (ld *loader) compileValue(r *Rule, sv *scopeVocab, n *yaml.Node) {
 		return
 	}
 	r.valueProg = prog
-	r.lookback = max(r.lookback, c.lookback)
+	r.addLookbacks(c.lookbacks)
 }
 
 // deriveValue compiles the left operand of the condition's first

@@ -132,9 +132,9 @@ func TestLoadValid(t *testing.T) {
 	}
 
 	// The rules evaluate, with their own labels in the description.
-	h := collector.NewHistory(4)
-	h.Add(snap(0, func(s *collector.Snapshot) {
-		s.Conntrack.Entries = 1
+	h := history()
+	h.Add(snap(0, func(s *fixture) {
+		s.Set("conntrack_entries", 1)
 		s.Listeners = []collector.Listener{listener("0.0.0.0", 6379, 64, 100, 0)}
 	}))
 	e := NewEngine(rules, Options{})
@@ -219,13 +219,14 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte("rules: [{name: A, condition: '1/0 > 0', summary: '{{ .value }}'}]"))
 	f.Add([]byte("rules: [&a {name: A, condition: 'true'}, *a]"))
 
-	h := collector.NewHistory(8)
+	h := history()
 	for i := range 3 {
-		h.Add(snap(i, func(s *collector.Snapshot) {
-			s.Conntrack.Entries, s.Conntrack.Limit = float64(90+i), 100
-			s.TCP.PassiveOpens = float64(1000 * i)
+		h.Add(snap(i, func(s *fixture) {
+			s.Set("conntrack_entries", float64(90+i))
+			s.Set("conntrack_limit", 100)
+			s.Set("passive_opens", float64(1000*i))
 			s.Listeners = []collector.Listener{listener("0.0.0.0", 6379, 100, 100, 3)}
-			s.SynRecv.Time, s.SynRecv.Ran = s.Time, true
+			s.SynRecv = synRan
 		}))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -13,6 +13,8 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/stormwatch/stormwatch/collector"
 )
 
 // Severity says how urgent an alert is. It becomes the alert's severity
@@ -61,16 +63,21 @@ type Rule struct {
 	// Advice is a text/template source for the advice annotation: one
 	// line naming the knob to turn, as `stormwatch check` prints it.
 	Advice string
+	// Section places the rule in a section of `stormwatch check` (one the
+	// sources declare, or "other"); "" lets the values it reads decide.
+	Section string
 
 	prog      *vm.Program
 	valueProg *vm.Program
 	// refs are the variables the condition reads: if one is NaN (not
 	// read), the condition has no data.
 	refs        []*variable
+	mentions    []string
 	summary     *template.Template
 	description *template.Template
 	advice      *template.Template
-	lookback    time.Duration
+	lookbacks   map[Scope]time.Duration
+	vocab       *Vocabulary
 	key         string
 }
 
@@ -80,15 +87,57 @@ func (r *Rule) Key() string { return r.key }
 
 // Lookback is the longest window the rule's functions read: the History
 // must hold at least this much for the rule to see all it asks for.
-func (r *Rule) Lookback() time.Duration { return r.lookback }
+func (r *Rule) Lookback() time.Duration {
+	var d time.Duration
+	for _, l := range r.lookbacks {
+		d = max(d, l)
+	}
+	return d
+}
+
+// Mentions returns the names of the values the rule's condition reads,
+// directly or as a series, in order of appearance: what `stormwatch check`
+// attaches the rule to.
+func (r *Rule) Mentions() []string { return r.mentions }
+
+func (r *Rule) addLookbacks(m map[Scope]time.Duration) {
+	for k, d := range m {
+		if r.lookbacks == nil {
+			r.lookbacks = map[Scope]time.Duration{}
+		}
+		r.lookbacks[k] = max(r.lookbacks[k], d)
+	}
+}
 
 // Lookback returns the longest window any of rules reads.
 func Lookback(rules []*Rule) time.Duration {
 	var d time.Duration
 	for _, r := range rules {
-		d = max(d, r.lookback)
+		d = max(d, r.Lookback())
 	}
 	return d
+}
+
+// Retention returns what a History must keep for rules, sampled every
+// interval: host values for the longest window over a host series, an
+// entity kind's values for the longest window over a series of that kind,
+// each plus two intervals so the window's oldest point is there.
+func Retention(rules []*Rule, interval time.Duration) collector.Retention {
+	r := collector.Retention{Kinds: map[string]time.Duration{}}
+	for _, rule := range rules {
+		for scope, d := range rule.lookbacks {
+			if scope == ScopeHost {
+				r.Host = max(r.Host, d)
+			} else {
+				r.Kinds[string(scope)] = max(r.Kinds[string(scope)], d)
+			}
+		}
+	}
+	r.Host += 2 * interval
+	for k, d := range r.Kinds {
+		r.Kinds[k] = d + 2*interval
+	}
+	return r
 }
 
 // baseLabels returns the labels every alert of the rule carries.
@@ -120,28 +169,40 @@ var defaultRulesYAML []byte
 // DefaultRulesYAML returns the source of the built-in rules.
 func DefaultRulesYAML() []byte { return slices.Clone(defaultRulesYAML) }
 
-// DefaultRules returns the built-in connection-storm checklist. It panics if
-// the embedded file does not load, which the package's tests rule out.
-func DefaultRules() []*Rule {
-	rules, err := load("default_rules.yml", defaultRulesYAML)
+// DefaultRules returns the built-in connection-storm checklist over the
+// default vocabulary. It panics if the embedded file does not load, which
+// the package's tests rule out.
+func DefaultRules() []*Rule { return DefaultVocabulary().DefaultRules() }
+
+// DefaultRules returns the built-in rules compiled for vb.
+func (vb *Vocabulary) DefaultRules() []*Rule {
+	rules, err := load(vb, "default_rules.yml", defaultRulesYAML)
 	if err != nil {
 		panic(fmt.Sprintf("alerts: built-in rules: %v", err))
 	}
 	return rules
 }
 
-// Load parses and validates a rules file. On failure the error is Errors,
-// with every problem found and its line and column.
-func Load(data []byte) ([]*Rule, error) { return load("", data) }
+// Load parses and validates a rules file against the default vocabulary.
+// On failure the error is Errors, with every problem found and its line
+// and column.
+func Load(data []byte) ([]*Rule, error) { return DefaultVocabulary().Load("", data) }
 
-// LoadFile reads and loads the rules file at path. Problems are reported
-// with path as their file.
-func LoadFile(path string) ([]*Rule, error) {
+// LoadFile reads and loads the rules file at path against the default
+// vocabulary. Problems are reported with path as their file.
+func LoadFile(path string) ([]*Rule, error) { return DefaultVocabulary().LoadFile(path) }
+
+// Load parses and validates a rules file against vb; file names it in
+// errors.
+func (vb *Vocabulary) Load(file string, data []byte) ([]*Rule, error) { return load(vb, file, data) }
+
+// LoadFile reads and loads the rules file at path against vb.
+func (vb *Vocabulary) LoadFile(path string) ([]*Rule, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return load(path, data)
+	return load(vb, path, data)
 }
 
 // ruleYAML is how a rule is written out.
@@ -157,6 +218,7 @@ type ruleYAML struct {
 	Summary       string            `yaml:"summary,omitempty"`
 	Description   string            `yaml:"description,omitempty"`
 	Advice        string            `yaml:"advice,omitempty"`
+	Section       string            `yaml:"section,omitempty"`
 }
 
 func fmtDuration(d time.Duration) string {
@@ -173,7 +235,7 @@ func (r *Rule) MarshalYAML() (any, error) {
 		Name: r.Name, Scope: r.Scope, Condition: r.Condition, Value: r.Value,
 		For: fmtDuration(r.For), KeepFiringFor: fmtDuration(r.KeepFiringFor),
 		Severity: r.Severity, Labels: r.Labels,
-		Summary: r.Summary, Description: r.Description, Advice: r.Advice,
+		Summary: r.Summary, Description: r.Description, Advice: r.Advice, Section: r.Section,
 	}, nil
 }
 

@@ -22,10 +22,12 @@ func (s *series) add(t, v float64) {
 	s.v = append(s.v, v)
 }
 
-// counterDelta is how much a counter rose from a to b. A drop means the
+// CounterDelta is how much a counter rose from a to b. A drop means the
 // counter restarted from zero (the daemon or a module reloaded, a
 // namespace was recreated), so b itself is the rise since the restart.
-func counterDelta(a, b float64) float64 {
+// It is the one place stormwatch turns two readings of a counter into a
+// rise.
+func CounterDelta(a, b float64) float64 {
 	if b < a {
 		return b
 	}
@@ -41,7 +43,7 @@ func (s *series) increase() (inc, span float64) {
 		return math.NaN(), 0
 	}
 	for i := 1; i < len(s.v); i++ {
-		inc += counterDelta(s.v[i-1], s.v[i])
+		inc += CounterDelta(s.v[i-1], s.v[i])
 	}
 	return inc, s.t[len(s.t)-1] - s.t[0]
 }
@@ -61,6 +63,14 @@ func (s *series) max() float64 {
 		return math.NaN()
 	}
 	return slices.Max(s.v)
+}
+
+// min returns the lowest value of the series, NaN when empty.
+func (s *series) min() float64 {
+	if len(s.v) == 0 {
+		return math.NaN()
+	}
+	return slices.Min(s.v)
 }
 
 // timeToLimit returns the seconds until a least-squares line fitted
@@ -121,7 +131,7 @@ func (s *series) medianRate(buf []float64) (float64, []float64) {
 		if dt <= 0 {
 			continue
 		}
-		buf = append(buf, counterDelta(s.v[i-1], s.v[i])/dt)
+		buf = append(buf, CounterDelta(s.v[i-1], s.v[i])/dt)
 	}
 	if len(buf) < minBaselineIntervals {
 		return math.NaN(), buf

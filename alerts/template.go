@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -94,16 +95,26 @@ func humanizeDuration(v any) (string, error) {
 	return time.Duration(math.Round(f) * float64(time.Second)).String(), nil
 }
 
-// sampleData returns template data of the given scope with every value
-// set, for checking templates at load.
-func sampleData(scope Scope) map[string]any {
+// sampleData returns template data of scope sv with every value set, for
+// checking templates at load.
+func sampleData(sv *scopeVocab) map[string]any {
 	d := map[string]any{"value": 0.5, "labels": map[string]string{}}
-	for _, v := range vocab[scope].vars {
+	for _, v := range slices.Concat(sv.host, sv.own) {
 		d[v.Name] = 1.0
 	}
-	if scope == ScopeListener {
-		d["addr"] = "0.0.0.0"
-		d["port"] = 6379
+	for _, l := range sv.labels {
+		if l.isInt {
+			d[l.name] = 6379
+		} else {
+			d[l.name] = "0.0.0.0"
+		}
+	}
+	for _, j := range sv.joins {
+		jd := map[string]any{}
+		for _, v := range j.vars {
+			jd[v.ref.Name] = 1.0
+		}
+		d[j.name] = jd
 	}
 	return d
 }

@@ -8,13 +8,39 @@ import (
 	"github.com/stormwatch/stormwatch/procfs"
 )
 
+// The conntrack source's values, by index.
+const (
+	ctEntries = iota
+	ctLimit
+	ctBuckets
+	ctMax
+)
+
+var conntrackDecl = &Declaration{
+	Name: "conntrack",
+	Values: []Value{
+		ctEntries: {Name: "conntrack_entries", Kind: Gauge, Unit: "entries", Metric: "conntrack_entries",
+			Help: "Entries in the conntrack table (net.netfilter.nf_conntrack_count)."},
+		ctLimit: {Name: "conntrack_limit", Kind: Gauge, Unit: "entries", Metric: "conntrack_entries_limit",
+			Help: "Size of the conntrack table (net.netfilter.nf_conntrack_max); new flows are dropped beyond it. No data when the table is unlimited (nf_conntrack_max 0)."},
+		ctBuckets: sysctlValue("conntrack_buckets", "net.netfilter.nf_conntrack_buckets", "conntrack hash buckets"),
+		ctMax:     sysctlValue("nf_conntrack_max", "net.netfilter.nf_conntrack_max", "conntrack table size, 0 for no limit"),
+	},
+	Sections: []Section{{Name: "conntrack", Title: "Conntrack", Order: 20}},
+	Items: []Item{
+		{ID: "conntrack_table", Section: "conntrack", What: "conntrack table", Unit: "entries",
+			Value: "conntrack_entries", Limit: "conntrack_limit", Related: []string{"conntrack_buckets", "nf_conntrack_max"},
+			Absent: "conntrack is not loaded: no flow is tracked", Queue: true},
+	},
+}
+
 // conntrackSource reads the conntrack table's fill from the sysctls: the
 // table itself is never dumped to count it.
 type conntrackSource struct{ fs procfs.FS }
 
-func (s *conntrackSource) Name() string { return "conntrack" }
+func (s *conntrackSource) Declaration() *Declaration { return conntrackDecl }
 
-func (s *conntrackSource) Collect(_ context.Context, snap *Snapshot) error {
+func (s *conntrackSource) Collect(_ context.Context, w *Writer) error {
 	count, err := s.fs.Sysctl("net.netfilter.nf_conntrack_count")
 	if errors.Is(err, os.ErrNotExist) {
 		return ErrNoData // no conntrack module: nothing tracked, nothing to fill
@@ -22,17 +48,19 @@ func (s *conntrackSource) Collect(_ context.Context, snap *Snapshot) error {
 	if err != nil {
 		return err
 	}
-	max, err := s.fs.Sysctl("net.netfilter.nf_conntrack_max")
+	limit, err := s.fs.Sysctl("net.netfilter.nf_conntrack_max")
 	if err != nil {
 		return err
 	}
-	snap.Conntrack.Entries = float64(count[0])
-	snap.Conntrack.Limit = float64(max[0])
-	snap.Sysctls = append(snap.Sysctls, Sysctl{"net.netfilter.nf_conntrack_max", max[0]})
+	w.Set(ctEntries, float64(count[0]))
+	w.Set(ctMax, float64(limit[0]))
+	// 0 means no limit to the kernel: no table can fill up, so no fill.
+	if limit[0] > 0 {
+		w.Set(ctLimit, float64(limit[0]))
+	}
 	// Buckets is informative only: a kernel without it is no failure.
 	if b, err := s.fs.Sysctl("net.netfilter.nf_conntrack_buckets"); err == nil {
-		snap.Conntrack.Buckets = float64(b[0])
-		snap.Sysctls = append(snap.Sysctls, Sysctl{"net.netfilter.nf_conntrack_buckets", b[0]})
+		w.Set(ctBuckets, float64(b[0]))
 	}
 	return nil
 }

@@ -1,96 +1,162 @@
 package collector
 
 import (
+	"maps"
+	"sort"
 	"sync"
 	"time"
 )
 
-// History is a bounded ring of recent Snapshots, oldest first. It is safe
-// for concurrent use; the Snapshots it holds are never modified.
+// Retention says how long a History keeps what. Host values are small and
+// kept for the longest host window the rules read (the 15-minute
+// baseline); the entities of a kind (up to thousands of listeners a
+// sample) only for the longest window any rule over that kind reads.
+type Retention struct {
+	// Host is how long Snapshots (their host values) are kept.
+	Host time.Duration
+	// Kinds is how long the entities of each kind are kept; a kind not
+	// named keeps its entities in the newest Snapshot only.
+	Kinds map[string]time.Duration
+}
+
+// minSnapshots is how many Snapshots a History keeps whatever the
+// retention: a rate needs two.
+const minSnapshots = 2
+
+// History holds the recent Snapshots, oldest first, dropping what its
+// Retention no longer needs. It is safe for concurrent use; the Snapshots
+// it holds are never modified (dropping a kind's entities from an old
+// Snapshot replaces it with a copy).
 type History struct {
-	mu   sync.RWMutex
-	buf  []*Snapshot
-	head int // index of the oldest entry
-	n    int
+	mu    sync.RWMutex
+	ret   Retention
+	buf   []*Snapshot // buf[head:] are held
+	head  int
+	kinds map[*Schema][]time.Duration // per kind index, resolved from ret
+	// base is the number of Snapshots compacted out of buf; trimmed[k]
+	// counts the Snapshots (since the first) whose table k is dropped.
+	base    int
+	trimmed []int
 }
 
-// NewHistory returns a History that keeps the last capacity Snapshots
-// (at least one).
-func NewHistory(capacity int) *History {
-	if capacity < 1 {
-		capacity = 1
+// NewHistory returns a History keeping what r says.
+func NewHistory(r Retention) *History {
+	h := &History{}
+	h.SetRetention(r)
+	return h
+}
+
+// SetRetention changes what the History keeps. Entities already dropped
+// do not come back.
+func (h *History) SetRetention(r Retention) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.Kinds = maps.Clone(r.Kinds)
+	h.ret = r
+	h.kinds = map[*Schema][]time.Duration{}
+	h.trimmed = nil // a longer retention must not skip what is held
+	h.trim()
+}
+
+// Retention returns what the History keeps.
+func (h *History) Retention() Retention {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	r := h.ret
+	r.Kinds = maps.Clone(r.Kinds)
+	return r
+}
+
+func (h *History) kindRetention(sc *Schema) []time.Duration {
+	if d, ok := h.kinds[sc]; ok {
+		return d
 	}
-	return &History{buf: make([]*Snapshot, capacity)}
+	d := make([]time.Duration, len(sc.kinds))
+	for i, k := range sc.kinds {
+		if i > 0 {
+			d[i] = h.ret.Kinds[k.Name]
+		}
+	}
+	h.kinds[sc] = d
+	return d
 }
 
-// Add appends s, evicting the oldest Snapshot when full.
+// Add appends s, which must not be older than the newest Snapshot held,
+// and drops what the retention no longer needs.
 func (h *History) Add(s *Snapshot) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.n < len(h.buf) {
-		h.buf[(h.head+h.n)%len(h.buf)] = s
-		h.n++
+	h.buf = append(h.buf, s)
+	h.trim()
+}
+
+// trim drops Snapshots older than the host retention and, from older
+// Snapshots, the entities of kinds kept for less.
+func (h *History) trim() {
+	held := h.buf[h.head:]
+	if len(held) == 0 {
 		return
 	}
-	h.buf[h.head] = s
-	h.head = (h.head + 1) % len(h.buf)
+	newest := held[len(held)-1]
+	drop := sort.Search(len(held), func(i int) bool { return newest.Time.Sub(held[i].Time) <= h.ret.Host })
+	drop = min(drop, max(len(held)-minSnapshots, 0))
+	clear(held[:drop])
+	h.head += drop
+	// Compact once the dropped prefix is as long as what is held.
+	if h.head > 64 && h.head >= len(h.buf)-h.head {
+		n := copy(h.buf, h.buf[h.head:])
+		clear(h.buf[n:])
+		h.buf = h.buf[:n]
+		h.base += h.head
+		h.head = 0
+	}
+	held = h.buf[h.head:]
+	// Entities: every kind has a cursor below which its tables are gone.
+	ret := h.kindRetention(newest.schema)
+	if len(h.trimmed) != len(ret) {
+		h.trimmed = make([]int, len(ret))
+	}
+	for k := 1; k < len(ret); k++ {
+		cut := sort.Search(len(held), func(i int) bool { return newest.Time.Sub(held[i].Time) <= ret[k] })
+		cut = min(cut, len(held)-1) // the newest keeps everything
+		from := max(h.trimmed[k]-h.base-h.head, 0)
+		for i := from; i < cut; i++ {
+			if s := held[i]; k < len(s.tables) && s.tables[k] != nil {
+				held[i] = s.without(k)
+			}
+		}
+		h.trimmed[k] = max(h.trimmed[k], h.base+h.head+cut)
+	}
 }
 
 // Len returns the number of Snapshots held.
 func (h *History) Len() int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.n
-}
-
-// Cap returns the most Snapshots the History holds.
-func (h *History) Cap() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.buf)
+	return len(h.buf) - h.head
 }
 
 // Latest returns the newest Snapshot, or nil when empty.
 func (h *History) Latest() *Snapshot {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if h.n == 0 {
+	if len(h.buf) == h.head {
 		return nil
 	}
-	return h.buf[(h.head+h.n-1)%len(h.buf)]
+	return h.buf[len(h.buf)-1]
 }
 
-// Since returns the Snapshots taken at or after t, oldest first. The slice is
-// the caller's; the Snapshots are shared and must not be modified.
+// Since returns the Snapshots taken at or after t, oldest first. The slice
+// is the caller's; the Snapshots are shared and must not be modified.
 func (h *History) Since(t time.Time) []*Snapshot {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	out := make([]*Snapshot, 0, h.n)
-	for i := 0; i < h.n; i++ {
-		s := h.buf[(h.head+i)%len(h.buf)]
-		if !s.Time.Before(t) {
-			out = append(out, s)
-		}
-	}
+	held := h.buf[h.head:]
+	i := sort.Search(len(held), func(i int) bool { return !held[i].Time.Before(t) })
+	out := make([]*Snapshot, len(held)-i)
+	copy(out, held[i:])
 	return out
 }
 
 // All returns every Snapshot held, oldest first.
 func (h *History) All() []*Snapshot { return h.Since(time.Time{}) }
-
-// Resize changes the most Snapshots the History holds (at least one),
-// keeping the newest.
-func (h *History) Resize(capacity int) {
-	capacity = max(capacity, 1)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if capacity == len(h.buf) {
-		return
-	}
-	keep := min(h.n, capacity)
-	buf := make([]*Snapshot, capacity)
-	for i := 0; i < keep; i++ {
-		buf[i] = h.buf[(h.head+h.n-keep+i)%len(h.buf)]
-	}
-	h.buf, h.head, h.n = buf, 0, keep
-}

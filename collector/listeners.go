@@ -1,87 +1,15 @@
 package collector
 
-// The listeners source: accept and SYN queues per listening address and port,
-// read with netlink sock_diag.
-//
-// Reading. One NETLINK_SOCK_DIAG connection is kept open between cycles
-// (re-dialled after any failure, so a half-read dump never leaks into the
-// next one). Each dump is a SOCK_DIAG_BY_FAMILY request (inet_diag_req_v2,
-// protocol TCP) with idiag_states set, so the kernel only walks the tables
-// holding those states: the listening hash for LISTEN, the established hash
-// for SYN_RECV. Replies are read with ReceiveIter into one 32 KiB buffer and
-// parsed in place (sockdiag.ParseMsg); nothing is allocated per socket. Every
-// reply's sequence number is checked against the request. A dump the kernel
-// flags NLM_F_DUMP_INTR is restarted (both families, since partial results
-// are merged), counted in SynRecv.Retries, and given up after
-// maxDumpAttempts; ENOBUFS redials, restarts and counts in SynRecv.NoBufs.
-// Both counters cover LISTEN and SYN_RECV dumps. The flag is seen on data
-// messages only: ReceiveIter consumes NLMSG_DONE, so a flag carried by DONE
-// alone is missed. The connection's deadline
-// follows the context, and a cancelled context wakes a blocked read.
-//
-// LISTEN, every cycle. For a LISTEN socket inet_diag's rqueue is the accept
-// queue length and wqueue its limit. Sockets with the same address and port
-// (SO_REUSEPORT groups) form one Listener. A dual-stack [::] listener only
-// shows up in the AF_INET6 dump; whether it takes IPv4 is read from the
-// INET_DIAG_SKV6ONLY attribute. Port filters apply while parsing.
-//
-// Addresses. A v4-mapped address (an AF_INET6 socket bound to
-// ::ffff:a.b.c.d, or an IPv4 handshake on a dual-stack listener) is reported
-// unmapped, as the IPv4 address clients dial. The wildcards stay 0.0.0.0 and
-// :: (and :: says nothing about whether it is dual-stack). Link-local
-// addresses come without a zone.
-//
-// SYN_RECV, on its own cadence. Request sockets (state SYN_RECV, inode 0)
-// are counted per listener: the request's local address is the address the
-// client dialled, mapped to the listener on that port with that exact
-// address, else the family's wildcard listener (0.0.0.0 or ::), else, for an
-// IPv4 request, a dual-stack :: listener. A request socket belongs to its
-// listener's family, so IPv4 handshakes on a dual-stack listener come in the
-// AF_INET6 dump; a family with no kept listener is not dumped at all.
-//
-// A SYN_RECV dump walks the whole established hash: every TCP socket on the
-// host, in every namespace, once per address family (measured here: ~1.2 ms
-// per family at 30k sockets, so ~16 ms for both at 200k). It therefore has
-// its own cadence. It runs when a cheap signal moved since the previous
-// cycle:
-//   - TcpExt SyncookiesSent, TCPReqQFullDoCookies, TCPReqQFullDrop or
-//     ListenOverflows increased (a SYN queue or accept queue overflowed);
-//   - Tcp PassiveOpens grew faster than passiveOpensFloor per second (a
-//     connection storm completing handshakes);
-//   - a kept listener's accept queue is not empty;
-//   - the previous SYN_RECV dump found a listener's SYN queue a tenth full
-//     or more (a few handshakes in flight are normal; follow a flood
-//     until it is over);
-// and otherwise every SynRecvInterval (0: every cycle). The counters come
-// from the tcpstat source, which runs earlier in the same cycle; the previous
-// cycle's values are kept here.
-//
-// Signals are held to a CPU budget: a signalled dump waits until the time
-// since the last dump is at least the last dump's duration divided by
-// synRecvCPUShare. At 1 s ticks a dump up to ~8 ms (about 100k sockets) runs
-// on every signalled cycle; a 16 ms dump (200k sockets) every other cycle,
-// keeping the daemon under 1% of a core while a SYN flood is still seen
-// within 2 s. A flood that overflows a SYN queue moves the cookie or drop
-// counters and is seen on the next cycle the budget allows; a half-open
-// population too small to overflow anything is seen within SynRecvInterval.
-// The interval itself ignores the budget: it is the operator's choice, and
-// under 1% of a core at 200k sockets needs SynRecvInterval >= 2s.
-//
-// On cycles without a dump, or when the dump fails, the last dump's counts
-// are carried onto the current listeners by address and port
-// (Snapshot.SynRecv.Time says how old they are).
-//
-// Cap. With ListenerConfig.Max set, the busiest listeners (by accept queue,
-// then SYN_RECV) are kept and Snapshot.ListenersDropped counts the rest.
-// Listeners are sorted by port, then address.
-
 import (
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -91,10 +19,93 @@ import (
 	"github.com/stormwatch/stormwatch/internal/sockdiag"
 )
 
+// The listeners source: accept and SYN queues per listening address and
+// port, read with netlink sock_diag (internal/sockdiag). The LISTEN dump
+// runs every cycle; the SYN_RECV dump, which walks every TCP socket of the
+// host, on a cadence of its own (synRecvCadence). docs/design.md explains
+// the mapping of handshakes to listeners and the cadence.
+
 // DialFunc opens a NETLINK_SOCK_DIAG connection. A connection meant for
 // dumps should be dialled with netlink.Config.MessageBufferSize set to
-// 32 KiB, as the default one is.
+// 32 KiB, as sockdiag.Dial does.
 type DialFunc func() (*netlink.Conn, error)
+
+// The listeners source's values, by index.
+const (
+	lsnAcceptQueue = iota
+	lsnAcceptLimit
+	lsnAcceptFill
+	lsnSynRecv
+	lsnSynQueueLimit
+	lsnSockets
+	lsnCount
+	lsnDropped
+	lsnSynRecvHost
+	lsnSynRecvTotal
+	lsnSynRecvLastDump
+	lsnSynRecvDumps
+	lsnDumpRetries
+	lsnDumpNoBufs
+)
+
+// partSynRecv is the part of the listeners source read by the SYN_RECV
+// dump.
+const partSynRecv = "syn_recv"
+
+// KindListener is the entity kind of listening addresses and ports,
+// labelled addr and port.
+const KindListener = "listener"
+
+var listenersDecl = &Declaration{
+	Name: "listeners",
+	Core: true,
+	Kinds: []EntityKind{{
+		Name: KindListener,
+		Help: "a listening TCP address and port (the sockets of a SO_REUSEPORT group together)",
+		Labels: []Label{
+			{Name: "addr", Help: `the bound address (string, e.g. "0.0.0.0", "::")`},
+			{Name: "port", Int: true, Help: "the port (integer)"},
+		},
+		Display: func(l []string) string { return net.JoinHostPort(l[0], l[1]) },
+	}},
+	HostAttrs: []string{"syn_recv_reason"},
+	Values: []Value{
+		lsnAcceptQueue: {Name: "accept_queue", Entity: KindListener, Kind: Gauge, Unit: "connections", Metric: "listener_accept_queue_length",
+			Help: "Completed handshakes waiting for accept() on the listener; it reaches limit+1 when full."},
+		lsnAcceptLimit: {Name: "accept_queue_limit", Entity: KindListener, Kind: Gauge, Unit: "connections", Metric: "listener_accept_queue_limit",
+			Help: "Accept queue limit of the listener: min(listen backlog, net.core.somaxconn)."},
+		lsnAcceptFill: {Name: "accept_queue_fill", Entity: KindListener, Kind: Gauge, Unit: "ratio",
+			Help: "fill of the fullest socket's accept queue, 1 = full"},
+		lsnSynRecv: {Name: "syn_recv", Entity: KindListener, Kind: Gauge, Unit: "handshakes", Part: partSynRecv, Metric: "listener_syn_recv",
+			Help: "Half-open handshakes (SYN_RECV request sockets) addressed to the listener, as of the last SYN_RECV dump."},
+		lsnSynQueueLimit: {Name: "syn_queue_limit", Entity: KindListener, Kind: Gauge, Unit: "handshakes",
+			Help: "half-open handshakes the listener holds before SYN cookies or drops (an approximation, see SynQueueLimit)"},
+		lsnSockets: {Name: "sockets", Entity: KindListener, Kind: Gauge, Unit: "sockets", Metric: "listener_sockets",
+			Help: "Listening sockets bound to the address and port (more than one with SO_REUSEPORT)."},
+		lsnCount: {Name: "listeners", Kind: Gauge, Unit: "listeners", Help: "listening addresses and ports reported"},
+		lsnDropped: {Name: "listeners_dropped", Kind: Gauge, Unit: "listeners", Metric: "listeners_dropped",
+			Help: "Listeners that matched the port filters but were not exported because of the listener cap."},
+		lsnSynRecvHost: {Name: "syn_recv", Kind: Gauge, Unit: "handshakes", Part: partSynRecv,
+			Help: "half-open handshakes (SYN_RECV) to all reported listeners"},
+		lsnSynRecvTotal: {Name: "syn_recv_total", Kind: Gauge, Unit: "handshakes", Part: partSynRecv,
+			Help: "half-open handshakes (SYN_RECV) to all reported listeners"},
+		lsnSynRecvLastDump: {Name: "syn_recv_last_dump", Kind: Gauge, Unit: "seconds", Metric: "syn_recv_last_dump_timestamp_seconds",
+			AttrLabels: []string{"reason", "syn_recv_reason"},
+			Help:       "When the SYN_RECV counts were last dumped, and why: reason=signal (a storm signal moved) or interval (slow cadence)."},
+		lsnSynRecvDumps: {Name: "syn_recv_dumps", Kind: Counter, Unit: "dumps", Metric: "syn_recv_dumps_total",
+			Help: "SYN_RECV sock_diag dumps run."},
+		lsnDumpRetries: {Name: "syn_recv_dump_retries", Kind: Counter, Unit: "dumps", Metric: "syn_recv_dump_retries_total",
+			Help: "sock_diag dumps restarted because the kernel flagged them inconsistent (NLM_F_DUMP_INTR)."},
+		lsnDumpNoBufs: {Name: "syn_recv_dump_nobufs", Kind: Counter, Unit: "dumps", Metric: "syn_recv_dump_nobufs_total",
+			Help: "sock_diag dumps restarted because the receive buffer overran (ENOBUFS)."},
+	},
+	Items: []Item{
+		{ID: "syn_queue", Section: "syn_queue", What: "SYN queue", Entity: KindListener, Unit: "half-open",
+			Value: "syn_recv", Limit: "syn_queue_limit", Quiet: true, Queue: true},
+		{ID: "accept_queue", Section: "accept_queue", What: "accept queue", Entity: KindListener, Unit: "connections",
+			Value: "accept_queue", Limit: "accept_queue_limit", Ratio: "accept_queue_fill", Related: []string{"sockets"}, Queue: true},
+	},
+}
 
 const (
 	// passiveOpensFloor is the Tcp PassiveOpens rate (connections per
@@ -122,7 +133,7 @@ const (
 	intervalSlack = 100 * time.Millisecond
 )
 
-// Values of SynRecvInfo.Reason.
+// Values of the syn_recv_reason attribute.
 const (
 	reasonSignal   = "signal"
 	reasonInterval = "interval"
@@ -134,6 +145,110 @@ var errDumpInterrupted = errors.New("sock_diag dump kept being interrupted (NLM_
 // inetFamilies are the address families dumped, in order.
 var inetFamilies = [...]uint8{unix.AF_INET, unix.AF_INET6}
 
+// Listener is one listening address and port, as the listeners source
+// reads it. Sockets sharing an address and port (SO_REUSEPORT groups) are
+// summed: the queue figures are the group's totals and MaxFill the fullest
+// socket's fill.
+type Listener struct {
+	// Addr is the bound address: 0.0.0.0 or :: for a wildcard listener.
+	// A v4-mapped address is reported as the IPv4 address clients dial;
+	// link-local addresses come without a zone.
+	Addr netip.Addr
+	// Port is the local port.
+	Port uint16
+	// Sockets is the number of listening sockets at Addr:Port.
+	Sockets int
+	// AcceptQueue is the number of completed handshakes waiting for
+	// accept() (inet_diag rqueue). It reaches AcceptLimit+1 when full.
+	AcceptQueue uint32
+	// AcceptLimit is the accept queue limit: min(listen backlog,
+	// net.core.somaxconn) (inet_diag wqueue).
+	AcceptLimit uint32
+	// MaxFill is the highest AcceptQueue/AcceptLimit of any one socket of
+	// the group, 0 when the limit is 0.
+	MaxFill float64
+	// SynRecv is the number of half-open handshakes (request sockets in
+	// SYN_RECV) addressed to this listener, as of the last SYN_RECV dump.
+	SynRecv uint32
+}
+
+// Fill is the fill of the fullest socket of the listener, or of the whole
+// group when that is fuller: 1 is full.
+func (l *Listener) Fill() float64 {
+	fill := l.MaxFill
+	if l.AcceptLimit > 0 {
+		fill = math.Max(fill, float64(l.AcceptQueue)/float64(l.AcceptLimit))
+	}
+	return fill
+}
+
+// LabelValues returns the listener's address and port as the metrics,
+// alerts and checklist label them (addr, port).
+func (l *Listener) LabelValues() (addr, port string) {
+	return l.Addr.String(), strconv.Itoa(int(l.Port))
+}
+
+// Listeners returns the listeners of s (none when the listeners source
+// failed), sorted by port then address. SynRecv is 0 where the count is
+// no data. It is for tools and tests; rules read the Snapshot.
+func Listeners(s *Snapshot) []Listener {
+	t := s.TableOf(KindListener)
+	if t == nil {
+		return nil
+	}
+	sc := s.Schema()
+	slot := func(i int) int { return sc.srcSlots[sc.kinds[t.kind.index].source][i] }
+	out := make([]Listener, 0, t.Len())
+	for r := range t.Len() {
+		lab := t.Labels(r)
+		addr, err := netip.ParseAddr(lab[0])
+		port, perr := strconv.ParseUint(lab[1], 10, 16)
+		if err != nil || perr != nil {
+			continue
+		}
+		v := func(i int) float64 { return t.Value(r, slot(i)) }
+		l := Listener{Addr: addr, Port: uint16(port), Sockets: int(v(lsnSockets)),
+			AcceptQueue: uint32(v(lsnAcceptQueue)), AcceptLimit: uint32(v(lsnAcceptLimit)), MaxFill: v(lsnAcceptFill)}
+		if sr := v(lsnSynRecv); Present(sr) {
+			l.SynRecv = uint32(sr)
+		}
+		out = append(out, l)
+	}
+	slices.SortFunc(out, byPortAddr)
+	return out
+}
+
+// SynRecvRan reports whether the SYN_RECV dump ran in the cycle of s.
+func SynRecvRan(s *Snapshot) bool {
+	sc := s.Schema()
+	si, ok := sc.SourceIndex(listenersDecl.Name)
+	if !ok {
+		return false
+	}
+	p := sc.partByK[partKey{si, partSynRecv}]
+	return s.PartTime(p).Equal(s.Time)
+}
+
+// SynQueueLimit approximates how many half-open handshakes listener l
+// holds before the kernel answers with cookies or drops SYNs
+// (tcp_conn_request): the queue is full once it holds more than the
+// listener's accept queue limit (sk_max_ack_backlog: min(backlog,
+// somaxconn)); and with syncookies off (the sysctl value 0), SYNs from
+// peers not yet proven are dropped once the queue has used three quarters
+// of tcp_max_syn_backlog. Both apply per socket, so a SO_REUSEPORT group
+// of n sockets holds n times the latter. NaN sysctls (not read) leave the
+// accept queue limit. The off-by-one of the kernel's comparison and the
+// spread of a reuseport group over its sockets are not modelled.
+func SynQueueLimit(l *Listener, syncookies, maxSynBacklog float64) float64 {
+	limit := float64(l.AcceptLimit)
+	if syncookies == 0 && Present(maxSynBacklog) {
+		b := int64(maxSynBacklog)
+		sockets := max(l.Sockets, 1)
+		limit = math.Min(limit, float64(sockets)*float64(b-b>>2))
+	}
+	return limit
+}
+
 // listenerKey identifies a Listener.
 type listenerKey struct {
 	addr netip.Addr
@@ -144,6 +259,13 @@ type listenerKey struct {
 type listenerMeta struct {
 	// dualStack is true for a :: listener taking IPv4 connections.
 	dualStack bool
+}
+
+// listenerLabels are a listener's label values, kept from one cycle to
+// the next so that Snapshots share them.
+type listenerLabels struct {
+	labels []string
+	seen   uint64 // the cycle that last used them
 }
 
 // listenerSource reads the accept and SYN queues of listening TCP sockets.
@@ -163,11 +285,20 @@ type listenerSource struct {
 	listenFn   func(sockdiag.Msg)
 	synRecvFn  func(sockdiag.Msg)
 	v6Disabled bool // the kernel has no AF_INET6 inet_diag
+	order      []int
+	// cost measures a SYN_RECV dump started at start, for its budget.
+	cost func(start time.Time) time.Duration
 
 	// Carried between cycles.
 	cadence synRecvCadence
 	last    map[listenerKey]uint32 // SYN_RECV counts of the last dump
-	info    SynRecvInfo            // Ran is per cycle
+	lastAt  time.Time              // when it ran
+	reason  string                 // why
+	dumps   uint64
+	retries uint64
+	nobufs  uint64
+	labels  map[listenerKey]*listenerLabels
+	cycle   uint64
 }
 
 func newListenerSource(cfg ListenerConfig) (*listenerSource, error) {
@@ -197,14 +328,16 @@ func newListenerSource(cfg ListenerConfig) (*listenerSource, error) {
 		},
 		index:   make(map[listenerKey]int),
 		last:    make(map[listenerKey]uint32),
+		labels:  make(map[listenerKey]*listenerLabels),
 		cadence: synRecvCadence{interval: cfg.SynRecvInterval},
+		cost:    time.Since,
 	}
 	l.listenFn = l.addListenSocket
 	l.synRecvFn = l.addRequestSocket
 	return l, nil
 }
 
-func (l *listenerSource) Name() string { return "listeners" }
+func (l *listenerSource) Declaration() *Declaration { return listenersDecl }
 
 // Close releases the netlink connection.
 func (l *listenerSource) Close() error {
@@ -213,16 +346,21 @@ func (l *listenerSource) Close() error {
 	return l.dropConn()
 }
 
-func (l *listenerSource) Collect(ctx context.Context, s *Snapshot) error {
+// synRecvMaxAge is how old carried SYN_RECV counts may be before they are
+// no data: twice the slow cadence.
+func (l *listenerSource) synRecvMaxAge() time.Duration { return 2 * l.cfg.SynRecvInterval }
+
+func (l *listenerSource) Collect(ctx context.Context, w *Writer) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	defer l.cadence.observe(s.Time, s.TCP)
+	now := w.Time()
+	sig := readSignals(w)
+	defer l.cadence.observe(now, sig)
+	l.cycle++
 
-	l.info.Ran = false
-	s.SynRecv = l.info
-
-	if err := l.dumpPhase(ctx, &s.SynRecv, sockdiag.TCPFListen, l.resetListeners, l.listenFn); err != nil {
-		l.info.Retries, l.info.NoBufs = s.SynRecv.Retries, s.SynRecv.NoBufs
+	if err := l.dumpPhase(ctx, sockdiag.TCPFListen, l.resetListeners, l.listenFn); err != nil {
+		l.publishCounters(w)
+		w.SetPartTime(partSynRecv, time.Time{})
 		return fmt.Errorf("LISTEN dump: %w", err)
 	}
 
@@ -233,30 +371,50 @@ func (l *listenerSource) Collect(ctx context.Context, s *Snapshot) error {
 			break
 		}
 	}
-	run, reason := l.cadence.due(s.Time, s.TCP, busy)
+	run, reason := l.cadence.due(now, sig, busy)
 	var synErr error
+	fresh := false
 	if run {
 		start := time.Now()
-		synErr = l.dumpPhase(ctx, &s.SynRecv, sockdiag.TCPFSynRecv, l.resetSynRecv, l.synRecvFn)
+		synErr = l.dumpPhase(ctx, sockdiag.TCPFSynRecv, l.resetSynRecv, l.synRecvFn)
 		if synErr == nil {
-			s.SynRecv.Time, s.SynRecv.Ran, s.SynRecv.Reason = s.Time, true, reason
-			s.SynRecv.Dumps++
-			l.rememberSynRecv(s.Time, time.Since(start))
+			fresh = true
+			l.dumps++
+			l.lastAt, l.reason = now, reason
+			l.rememberSynRecv(now, l.cost(start))
 		} else {
 			synErr = fmt.Errorf("SYN_RECV dump: %w", synErr)
 		}
 	}
-	if !run || synErr != nil {
+	// Counts not dumped this cycle are carried from the last dump while
+	// it is recent; a failed dump, or a last dump too old, is no data.
+	synRecvKnown := fresh || (synErr == nil && !l.lastAt.IsZero() && now.Sub(l.lastAt) <= l.synRecvMaxAge())
+	if !fresh {
 		l.carrySynRecv()
 	}
-	l.info = s.SynRecv
-	l.publish(s)
+	l.publish(w, synRecvKnown)
+	if synRecvKnown {
+		w.SetPartTime(partSynRecv, l.lastAt)
+	} else {
+		w.SetPartTime(partSynRecv, time.Time{})
+	}
 	return synErr
+}
+
+// publishCounters sets the dump counters and the last dump's time.
+func (l *listenerSource) publishCounters(w *Writer) {
+	w.Set(lsnSynRecvDumps, float64(l.dumps))
+	w.Set(lsnDumpRetries, float64(l.retries))
+	w.Set(lsnDumpNoBufs, float64(l.nobufs))
+	if !l.lastAt.IsZero() {
+		w.Set(lsnSynRecvLastDump, float64(l.lastAt.UnixNano())/1e9)
+		w.SetHostAttr("syn_recv_reason", l.reason)
+	}
 }
 
 // dumpPhase runs one dump per address family for states, restarting all of
 // them when one is interrupted or overrun. reset clears what fn gathered.
-func (l *listenerSource) dumpPhase(ctx context.Context, info *SynRecvInfo, states uint32, reset func(), fn func(sockdiag.Msg)) error {
+func (l *listenerSource) dumpPhase(ctx context.Context, states uint32, reset func(), fn func(sockdiag.Msg)) error {
 	for attempt := 1; ; attempt++ {
 		reset()
 		interrupted, err := l.dumpFamilies(ctx, states, fn)
@@ -264,13 +422,13 @@ func (l *listenerSource) dumpPhase(ctx context.Context, info *SynRecvInfo, state
 		case err == nil && !interrupted:
 			return nil
 		case errors.Is(err, unix.ENOBUFS):
-			info.NoBufs++
+			l.nobufs++
 			l.dropConn()
 		case err != nil:
 			l.dropConn()
 			return err
 		default:
-			info.Retries++
+			l.retries++
 		}
 		if attempt == maxDumpAttempts {
 			if err != nil {
@@ -441,17 +599,62 @@ func (l *listenerSource) carrySynRecv() {
 	}
 }
 
-// publish copies the listeners into s, capped and sorted.
-func (l *listenerSource) publish(s *Snapshot) {
-	out := slices.Clone(l.cur)
-	s.ListenersDropped = 0
-	if max := l.cfg.Max; max > 0 && len(out) > max {
-		slices.SortFunc(out, byBusiest)
-		s.ListenersDropped = len(out) - max
-		out = slices.Clip(out[:max])
+// publish writes the kept listeners (the busiest, up to the cap) into w.
+func (l *listenerSource) publish(w *Writer, synRecvKnown bool) {
+	l.publishCounters(w)
+	l.order = l.order[:0]
+	for i := range l.cur {
+		l.order = append(l.order, i)
 	}
-	slices.SortFunc(out, byPortAddr)
-	s.Listeners = out
+	dropped := 0
+	if max := l.cfg.Max; max > 0 && len(l.order) > max {
+		slices.SortFunc(l.order, func(a, b int) int { return byBusiest(l.cur[a], l.cur[b]) })
+		dropped = len(l.order) - max
+		l.order = l.order[:max]
+	}
+	syncookies, maxSynBacklog := w.Get("syncookies"), w.Get("tcp_max_syn_backlog")
+	tw := w.Table(KindListener, len(l.order))
+	var total uint64
+	for _, i := range l.order {
+		ln := &l.cur[i]
+		row := tw.Add(l.labelsOf(ln)...)
+		tw.Set(row, lsnAcceptQueue, float64(ln.AcceptQueue))
+		tw.Set(row, lsnAcceptLimit, float64(ln.AcceptLimit))
+		tw.Set(row, lsnAcceptFill, ln.Fill())
+		tw.Set(row, lsnSockets, float64(ln.Sockets))
+		tw.Set(row, lsnSynQueueLimit, SynQueueLimit(ln, syncookies, maxSynBacklog))
+		if synRecvKnown {
+			tw.Set(row, lsnSynRecv, float64(ln.SynRecv))
+			total += uint64(ln.SynRecv)
+		}
+	}
+	w.Set(lsnCount, float64(len(l.order)))
+	w.Set(lsnDropped, float64(dropped))
+	if synRecvKnown {
+		w.Set(lsnSynRecvHost, float64(total))
+		w.Set(lsnSynRecvTotal, float64(total))
+	}
+	// Forget the labels of listeners gone for a while.
+	if l.cycle%64 == 0 {
+		for k, v := range l.labels {
+			if l.cycle-v.seen > 64 {
+				delete(l.labels, k)
+			}
+		}
+	}
+}
+
+// labelsOf returns the listener's label values, the same slice every cycle.
+func (l *listenerSource) labelsOf(ln *Listener) []string {
+	k := listenerKey{ln.Addr, ln.Port}
+	if v, ok := l.labels[k]; ok {
+		v.seen = l.cycle
+		return v.labels
+	}
+	addr, port := ln.LabelValues()
+	v := &listenerLabels{labels: []string{addr, port}, seen: l.cycle}
+	l.labels[k] = v
+	return v.labels
 }
 
 func byPortAddr(a, b Listener) int {
@@ -471,12 +674,33 @@ func byBusiest(a, b Listener) int {
 	return byPortAddr(a, b)
 }
 
-// synRecvCadence decides when the SYN_RECV dump runs.
+// signals are the counters of this cycle that drive the SYN_RECV cadence.
+type signals struct {
+	syncookiesSent, reqQFullDoCookies, reqQFullDrop, listenOverflows, passiveOpens float64
+}
+
+// readSignals reads the signals the tcpstat source set this cycle.
+func readSignals(w *Writer) signals {
+	return signals{
+		syncookiesSent:    w.Get("syncookies_sent"),
+		reqQFullDoCookies: w.Get("syn_queue_cookies"),
+		reqQFullDrop:      w.Get("syn_queue_drops"),
+		listenOverflows:   w.Get("listen_overflows"),
+		passiveOpens:      w.Get("passive_opens"),
+	}
+}
+
+// synRecvCadence decides when the SYN_RECV dump runs: on every cycle a
+// cheap signal moved (SYN cookies, SYN queue drops or accept queue
+// overflows counted since the last cycle; passive opens above
+// passiveOpensFloor a second; an accept queue not empty; a SYN queue a
+// tenth full at the last dump), held to synRecvCPUShare of the time, and
+// otherwise every interval.
 type synRecvCadence struct {
 	interval time.Duration
 
 	prevTime time.Time     // the previous cycle, zero before the first
-	prevTCP  TCPCounters   // its counters
+	prev     signals       // its counters
 	lastDump time.Time     // the last successful SYN_RECV dump
 	lastCost time.Duration // how long it took
 	// synFilling is true when that dump found a listener's SYN queue at
@@ -485,10 +709,10 @@ type synRecvCadence struct {
 }
 
 // due reports whether the SYN_RECV dump should run in the cycle at now,
-// whose TCP counters are tcp, and why. acceptQueued says whether a kept
+// whose counters are sig, and why. acceptQueued says whether a kept
 // listener has a non-empty accept queue.
-func (c *synRecvCadence) due(now time.Time, tcp TCPCounters, acceptQueued bool) (bool, string) {
-	if c.signal(now, tcp, acceptQueued) && c.withinBudget(now) {
+func (c *synRecvCadence) due(now time.Time, sig signals, acceptQueued bool) (bool, string) {
+	if c.signal(now, sig, acceptQueued) && c.withinBudget(now) {
 		return true, reasonSignal
 	}
 	if c.lastDump.IsZero() || c.interval <= 0 || now.Before(c.lastDump) ||
@@ -509,29 +733,29 @@ func (c *synRecvCadence) withinBudget(now time.Time) bool {
 
 // signal reports whether a cheap storm signal moved since the previous
 // cycle.
-func (c *synRecvCadence) signal(now time.Time, tcp TCPCounters, acceptQueued bool) bool {
+func (c *synRecvCadence) signal(now time.Time, sig signals, acceptQueued bool) bool {
 	if acceptQueued || c.synFilling {
 		return true
 	}
 	if c.prevTime.IsZero() {
 		return false
 	}
-	p := &c.prevTCP
-	if grew(p.SyncookiesSent, tcp.SyncookiesSent) ||
-		grew(p.TCPReqQFullDoCookies, tcp.TCPReqQFullDoCookies) ||
-		grew(p.TCPReqQFullDrop, tcp.TCPReqQFullDrop) ||
-		grew(p.ListenOverflows, tcp.ListenOverflows) {
+	p := &c.prev
+	if grew(p.syncookiesSent, sig.syncookiesSent) ||
+		grew(p.reqQFullDoCookies, sig.reqQFullDoCookies) ||
+		grew(p.reqQFullDrop, sig.reqQFullDrop) ||
+		grew(p.listenOverflows, sig.listenOverflows) {
 		return true
 	}
-	if dt := now.Sub(c.prevTime).Seconds(); dt > 0 && Present(p.PassiveOpens) && Present(tcp.PassiveOpens) {
-		return (tcp.PassiveOpens-p.PassiveOpens)/dt > passiveOpensFloor
+	if dt := now.Sub(c.prevTime).Seconds(); dt > 0 && Present(p.passiveOpens) && Present(sig.passiveOpens) {
+		return (sig.passiveOpens-p.passiveOpens)/dt > passiveOpensFloor
 	}
 	return false
 }
 
 // observe records the cycle at now for the next decision.
-func (c *synRecvCadence) observe(now time.Time, tcp TCPCounters) {
-	c.prevTime, c.prevTCP = now, tcp
+func (c *synRecvCadence) observe(now time.Time, sig signals) {
+	c.prevTime, c.prev = now, sig
 }
 
 // grew reports whether a counter read in two cycles increased.

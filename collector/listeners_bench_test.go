@@ -117,9 +117,9 @@ func BenchmarkListenersCollect(b *testing.B) {
 	all := newNSSource(b, ns, ListenerConfig{})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		s := collectOnce(b, all, time.Now(), TCPCounters{})
+		s := collectOnce(b, all, time.Now(), quietTCP())
 		var queued, halfOpen int
-		for _, l := range s.Listeners {
+		for _, l := range Listeners(s) {
 			queued += int(l.AcceptQueue)
 			halfOpen += int(l.SynRecv)
 		}
@@ -136,19 +136,18 @@ func BenchmarkListenersCollect(b *testing.B) {
 
 	bench := func(b *testing.B, cfg ListenerConfig, wantSynRecv bool, ss time.Duration) {
 		src := newNSSource(b, ns, cfg)
-		collectOnce(b, src, time.Now(), TCPCounters{}) // dial, first SYN_RECV dump
+		collectOnce(b, src, time.Now(), quietTCP()) // dial, first SYN_RECV dump
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
-		s := NewSnapshot(time.Now())
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
-			*s = Snapshot{Time: time.Now(), TCP: quietTCP()}
-			if err := src.Collect(ctx, s); err != nil {
+			s, err := collectCtx(ctx, src, time.Now(), quietTCP())
+			if err != nil {
 				b.Fatal(err)
 			}
-			if s.SynRecv.Ran != wantSynRecv {
-				b.Fatalf("SYN_RECV dump ran: %v, want %v (%+v)", s.SynRecv.Ran, wantSynRecv, s.SynRecv)
+			if SynRecvRan(s) != wantSynRecv {
+				b.Fatalf("SYN_RECV dump ran: %v, want %v (%+v)", SynRecvRan(s), wantSynRecv, synInfoOf(s))
 			}
 		}
 		b.StopTimer()

@@ -183,13 +183,12 @@ func ssSynRecv(t testing.TB, ns *netnstest.NS, port uint16) int {
 }
 
 // collectOnce runs the cycle at now of src into a fresh Snapshot.
-func collectOnce(t testing.TB, src *listenerSource, now time.Time, tcp TCPCounters) *Snapshot {
+func collectOnce(t testing.TB, src *listenerSource, now time.Time, tcp signals) *Snapshot {
 	t.Helper()
-	s := NewSnapshot(now)
-	s.TCP = tcp
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := src.Collect(ctx, s); err != nil {
+	s, err := collectCtx(ctx, src, now, tcp)
+	if err != nil {
 		t.Fatalf("Collect: %v", err)
 	}
 	return s
@@ -206,7 +205,7 @@ func newTickClock() func() time.Time {
 }
 
 func findListener(s *Snapshot, addr netip.Addr, port uint16) (Listener, bool) {
-	for _, l := range s.Listeners {
+	for _, l := range Listeners(s) {
 		if l.Addr == addr && l.Port == port {
 			return l, true
 		}
@@ -266,10 +265,10 @@ func TestListenersAcceptQueueMatchesSS(t *testing.T) {
 
 			eventually(t, func() string {
 				recvQ, sendQ := ssListenQueue(t, ns, port)
-				s := collectOnce(t, src, time.Now(), TCPCounters{})
+				s := collectOnce(t, src, time.Now(), quietTCP())
 				got, ok := findListener(s, tc.reported, port)
 				if !ok {
-					return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, s.Listeners)
+					return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, Listeners(s))
 				}
 				if got.AcceptQueue != recvQ || got.AcceptLimit != sendQ || recvQ != 17 {
 					return fmt.Sprintf("accept queue %d/%d, ss Recv-Q/Send-Q %d/%d (want 17/16)",
@@ -296,12 +295,12 @@ func TestListenersSynRecvMatchesSS(t *testing.T) {
 
 			eventually(t, func() string {
 				want := ssSynRecv(t, ns, port)
-				s := collectOnce(t, src, time.Now(), TCPCounters{})
+				s := collectOnce(t, src, time.Now(), quietTCP())
 				got, ok := findListener(s, tc.reported, port)
 				if !ok {
-					return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, s.Listeners)
+					return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, Listeners(s))
 				}
-				if !s.SynRecv.Ran {
+				if !SynRecvRan(s) {
 					return "SYN_RECV dump did not run with SynRecvInterval 0"
 				}
 				if int(got.SynRecv) != want || want != halfOpen {
@@ -321,14 +320,17 @@ func TestListenersSynRecvCadence(t *testing.T) {
 	// Backlog 16: the 4 half-opens below fill a quarter of its SYN queue.
 	port := listenIn(t, ns, netip.AddrPortFrom(loopback4, 0), 16, false)
 	src := newNSSource(t, ns, ListenerConfig{SynRecvInterval: time.Hour})
+	// The dump's cost is measured, not timed: a loaded machine must not
+	// push a signalled dump over its budget in this test.
+	src.cost = func(time.Time) time.Duration { return time.Millisecond }
 	quiet := quietTCP()
 	clock := newTickClock()
 
 	s := collectOnce(t, src, clock(), quiet)
-	if !s.SynRecv.Ran || s.SynRecv.Reason != reasonInterval || s.SynRecv.Dumps != 1 {
-		t.Fatalf("first cycle: %+v, want a dump for the interval", s.SynRecv)
+	if in := synInfoOf(s); !in.Ran || in.Reason != reasonInterval || in.Dumps != 1 {
+		t.Fatalf("first cycle: %+v, want a dump for the interval", in)
 	}
-	first := s.SynRecv.Time
+	first := synInfoOf(s).Time
 
 	// Half-open handshakes appear, but no cheap signal moves.
 	dropFinalACK(t, ns, port, port)
@@ -340,25 +342,25 @@ func TestListenersSynRecvCadence(t *testing.T) {
 		return ""
 	})
 	tcp := quiet
-	tcp.SyncookiesSent = 100
+	tcp.syncookiesSent = 100
 	s = collectOnce(t, src, clock(), tcp)
 	l, _ := findListener(s, loopback4, port)
-	if s.SynRecv.Ran || s.SynRecv.Dumps != 1 || !s.SynRecv.Time.Equal(first) || l.SynRecv != 0 {
-		t.Fatalf("quiet cycle: %+v, listener %+v: want no dump and the old count carried", s.SynRecv, l)
+	if in := synInfoOf(s); in.Ran || in.Dumps != 1 || !in.Time.Equal(first) || l.SynRecv != 0 {
+		t.Fatalf("quiet cycle: %+v, listener %+v: want no dump and the old count carried", in, l)
 	}
 
 	// SYN cookies sent: the dump runs and finds them.
-	tcp.SyncookiesSent = 101
+	tcp.syncookiesSent = 101
 	s = collectOnce(t, src, clock(), tcp)
 	l, _ = findListener(s, loopback4, port)
-	if !s.SynRecv.Ran || s.SynRecv.Reason != reasonSignal || s.SynRecv.Dumps != 2 || l.SynRecv != 4 {
-		t.Fatalf("signal cycle: %+v, listener %+v: want a dump for the signal finding 4", s.SynRecv, l)
+	if in := synInfoOf(s); !in.Ran || in.Reason != reasonSignal || in.Dumps != 2 || l.SynRecv != 4 {
+		t.Fatalf("signal cycle: %+v, listener %+v: want a dump for the signal finding 4", in, l)
 	}
 
 	// It keeps running while the SYN queue stays a tenth full or more.
 	s = collectOnce(t, src, clock(), tcp)
-	if !s.SynRecv.Ran || s.SynRecv.Reason != reasonSignal {
-		t.Fatalf("follow-up cycle: %+v, want a dump while the SYN queue is filling", s.SynRecv)
+	if in := synInfoOf(s); !in.Ran || in.Reason != reasonSignal {
+		t.Fatalf("follow-up cycle: %+v, want a dump while the SYN queue is filling", in)
 	}
 }
 
@@ -366,11 +368,12 @@ func TestListenersAcceptQueueSignal(t *testing.T) {
 	ns := netnstest.New(t)
 	port := listenIn(t, ns, netip.AddrPortFrom(loopback4, 0), 128, false)
 	src := newNSSource(t, ns, ListenerConfig{SynRecvInterval: time.Hour})
+	src.cost = func(time.Time) time.Duration { return time.Millisecond }
 	quiet := quietTCP()
 	clock := newTickClock()
 	collectOnce(t, src, clock(), quiet)
-	if s := collectOnce(t, src, clock(), quiet); s.SynRecv.Ran {
-		t.Fatalf("idle cycle ran the SYN_RECV dump: %+v", s.SynRecv)
+	if s := collectOnce(t, src, clock(), quiet); SynRecvRan(s) {
+		t.Fatalf("idle cycle ran the SYN_RECV dump: %+v", synInfoOf(s))
 	}
 	connectIn(t, ns, netip.AddrPortFrom(loopback4, port), 3)
 	eventually(t, func() string {
@@ -379,8 +382,8 @@ func TestListenersAcceptQueueSignal(t *testing.T) {
 		if l.AcceptQueue == 0 {
 			return "accept queue still empty"
 		}
-		if !s.SynRecv.Ran || s.SynRecv.Reason != reasonSignal {
-			return fmt.Sprintf("accept queue %d: SYN_RECV %+v, want a dump for the signal", l.AcceptQueue, s.SynRecv)
+		if in := synInfoOf(s); !in.Ran || in.Reason != reasonSignal {
+			return fmt.Sprintf("accept queue %d: SYN_RECV %+v, want a dump for the signal", l.AcceptQueue, in)
 		}
 		return ""
 	})

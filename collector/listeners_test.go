@@ -162,33 +162,92 @@ func newFakeSource(t *testing.T, k *fakeKernel, cfg ListenerConfig) *listenerSou
 	return src
 }
 
-// quietTCP returns counters that carry no storm signal.
-func quietTCP() TCPCounters { return NewSnapshot(time.Time{}).TCP }
+// quietTCP returns counters that carry no storm signal (none read).
+func quietTCP() signals {
+	return signals{math.NaN(), math.NaN(), math.NaN(), math.NaN(), math.NaN()}
+}
 
-func collectAt(t *testing.T, src *listenerSource, now time.Time, tcp TCPCounters) (*Snapshot, error) {
+// tl0 is the time of the first cycle of these tests.
+var tl0 = time.Unix(1_700_000_000, 0)
+
+// collectAt runs src for the cycle at now, whose TcpExt and Tcp counters
+// (read by tcpstat before it) are sig.
+func collectAt(t *testing.T, src *listenerSource, now time.Time, sig signals) (*Snapshot, error) {
 	t.Helper()
-	s := NewSnapshot(now)
-	s.TCP = tcp
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	return s, src.Collect(ctx, s)
+	return collectCtx(ctx, src, now, sig)
+}
+
+func collectCtx(ctx context.Context, src *listenerSource, now time.Time, sig signals) (*Snapshot, error) {
+	s := newSnapshot(DefaultSchema(), now)
+	for name, v := range map[string]float64{
+		"syncookies_sent": sig.syncookiesSent, "syn_queue_cookies": sig.reqQFullDoCookies,
+		"syn_queue_drops": sig.reqQFullDrop, "listen_overflows": sig.listenOverflows, "passive_opens": sig.passiveOpens,
+	} {
+		ref, _ := DefaultSchema().Lookup(HostKind, name)
+		s.host[ref.Slot] = v
+	}
+	si, _ := DefaultSchema().SourceIndex("listeners")
+	w := s.writer(si)
+	err := src.Collect(ctx, w)
+	w.finish()
+	s.finish()
+	return s, err
+}
+
+// synInfo is what a Snapshot says of the SYN_RECV dump.
+type synInfo struct {
+	// Time is when the counts in the Snapshot were dumped: zero when
+	// they are no data.
+	Time   time.Time
+	Ran    bool
+	Reason string
+	// LastDump is the last dump's time, zero before the first.
+	LastDump               time.Time
+	Dumps, Retries, NoBufs float64
+}
+
+func synInfoOf(s *Snapshot) synInfo {
+	sc := s.Schema()
+	si, _ := sc.SourceIndex("listeners")
+	part := s.PartTime(sc.partByK[partKey{si, partSynRecv}])
+	in := synInfo{Time: part, Ran: SynRecvRan(s), Reason: s.HostAttr("syn_recv_reason"),
+		Dumps: s.Get("syn_recv_dumps"), Retries: s.Get("syn_recv_dump_retries"), NoBufs: s.Get("syn_recv_dump_nobufs")}
+	if v := s.Get("syn_recv_last_dump"); Present(v) {
+		in.LastDump = time.Unix(0, int64(math.Round(v*1e9)))
+	}
+	return in
+}
+
+// synRecvOf returns the SYN_RECV count of each listener by "addr:port"
+// (NaN: no data).
+func synRecvOf(s *Snapshot) map[string]float64 {
+	t := s.TableOf(KindListener)
+	ref, _ := s.Schema().Lookup(KindListener, "syn_recv")
+	out := map[string]float64{}
+	for r := range t.Len() {
+		l := t.Labels(r)
+		out[l[0]+":"+l[1]] = t.Value(r, ref.Slot)
+	}
+	return out
 }
 
 func TestListenersCollect(t *testing.T) {
 	k := &fakeKernel{sockets: testListenerSockets()}
 	src := newFakeSource(t, k, ListenerConfig{})
-	now := time.Unix(1_700_000_000, 0)
+	now := tl0
 	s, err := collectAt(t, src, now, quietTCP())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(wantTestListeners(), s.Listeners, equateAddr); diff != "" {
+	if diff := cmp.Diff(wantTestListeners(), Listeners(s), equateAddr); diff != "" {
 		t.Errorf("Listeners (-want +got):\n%s", diff)
 	}
 	// 6379 has a non-empty accept queue.
-	wantInfo := SynRecvInfo{Time: now, Ran: true, Reason: reasonSignal, Dumps: 1}
-	if diff := cmp.Diff(wantInfo, s.SynRecv); diff != "" {
-		t.Errorf("SynRecv (-want +got):\n%s", diff)
+	wantInfo := synInfo{Time: now, LastDump: now, Ran: true, Reason: reasonSignal, Dumps: 1}
+	if diff := cmp.Diff(wantInfo, synInfoOf(s)); diff != "" {
+		t.Errorf("SYN_RECV (-want +got):\n%s", diff)
 	}
 	wantReqs := []string{"inet/listen", "inet6/listen", "inet/syn-recv", "inet6/syn-recv"}
 	if diff := cmp.Diff(wantReqs, k.requests); diff != "" {
@@ -197,8 +256,19 @@ func TestListenersCollect(t *testing.T) {
 	if src.unmatched != 2 {
 		t.Errorf("%d unmatched request sockets, want 2", src.unmatched)
 	}
-	if s.ListenersDropped != 0 {
-		t.Errorf("ListenersDropped = %d, want 0", s.ListenersDropped)
+	if d := s.Get("listeners_dropped"); d != 0 {
+		t.Errorf("listeners_dropped = %v, want 0", d)
+	}
+	// The syn_queue_limit is the accept queue limit with SYN cookies (or
+	// sysctls not read).
+	limits := map[string]float64{}
+	t6 := s.TableOf(KindListener)
+	ref, _ := s.Schema().Lookup(KindListener, "syn_queue_limit")
+	for r := range t6.Len() {
+		limits[t6.Labels(r)[1]+"/"+t6.Labels(r)[0]] = t6.Value(r, ref.Slot)
+	}
+	if limits["6379/127.0.0.1"] != 256 || limits["6381/::"] != 511 {
+		t.Errorf("syn_queue_limit = %v", limits)
 	}
 }
 
@@ -258,19 +328,23 @@ func TestListenersFilters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			k := &fakeKernel{sockets: testListenerSockets()}
 			src := newFakeSource(t, k, tt.cfg)
-			s, err := collectAt(t, src, time.Unix(1_700_000_000, 0), quietTCP())
+			s, err := collectAt(t, src, tl0, quietTCP())
 			if err != nil {
 				t.Fatal(err)
 			}
 			var ports []uint16
-			for _, l := range s.Listeners {
+			for _, l := range Listeners(s) {
 				ports = append(ports, l.Port)
 			}
 			if diff := cmp.Diff(tt.ports, ports); diff != "" {
 				t.Errorf("ports (-want +got):\n%s", diff)
 			}
-			if s.ListenersDropped != tt.dropped {
-				t.Errorf("ListenersDropped = %d, want %d", s.ListenersDropped, tt.dropped)
+			if d := s.Get("listeners_dropped"); d != float64(tt.dropped) {
+				t.Errorf("listeners_dropped = %v, want %d", d, tt.dropped)
+			}
+			// Only the kept listeners are held: the cap bounds memory.
+			if n := s.TableOf(KindListener).Len(); n != len(tt.ports) {
+				t.Errorf("table of %d listeners, want %d", n, len(tt.ports))
 			}
 			var synDumps []string
 			for _, r := range k.requests {
@@ -287,44 +361,44 @@ func TestListenersFilters(t *testing.T) {
 
 func TestSynRecvCadenceDue(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	counters := func(f func(*TCPCounters)) TCPCounters {
+	counters := func(f func(*signals)) signals {
 		c := quietTCP()
-		c.SyncookiesSent, c.TCPReqQFullDoCookies, c.TCPReqQFullDrop = 5, 5, 5
-		c.ListenOverflows, c.PassiveOpens = 5, 1000
+		c.syncookiesSent, c.reqQFullDoCookies, c.reqQFullDrop = 5, 5, 5
+		c.listenOverflows, c.passiveOpens = 5, 1000
 		if f != nil {
 			f(&c)
 		}
 		return c
 	}
-	base := synRecvCadence{interval: 10 * time.Second, prevTime: t0, prevTCP: counters(nil), lastDump: t0.Add(-5 * time.Second)}
+	base := synRecvCadence{interval: 10 * time.Second, prevTime: t0, prev: counters(nil), lastDump: t0.Add(-5 * time.Second)}
 	now := t0.Add(time.Second)
 
 	tests := []struct {
 		name       string
 		c          synRecvCadence
 		now        time.Time
-		tcp        TCPCounters
+		tcp        signals
 		queued     bool
 		wantRun    bool
 		wantReason string
 	}{
 		{name: "quiet", c: base, now: now, tcp: counters(nil)},
 		{name: "never dumped", c: synRecvCadence{interval: time.Hour}, now: now, tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
-		{name: "every cycle", c: synRecvCadence{prevTime: t0, prevTCP: counters(nil), lastDump: t0}, now: now, tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
+		{name: "every cycle", c: synRecvCadence{prevTime: t0, prev: counters(nil), lastDump: t0}, now: now, tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
 		{name: "interval due", c: base, now: t0.Add(5 * time.Second), tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
 		{name: "interval due on an early tick", c: base, now: t0.Add(4950 * time.Millisecond), tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
 		{name: "interval not due", c: base, now: t0.Add(4800 * time.Millisecond), tcp: counters(nil)},
 		{name: "clock went back", c: base, now: t0.Add(-time.Hour), tcp: counters(nil), wantRun: true, wantReason: reasonInterval},
-		{name: "syncookies sent", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.SyncookiesSent++ }), wantRun: true, wantReason: reasonSignal},
-		{name: "SYN queue full cookies", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.TCPReqQFullDoCookies++ }), wantRun: true, wantReason: reasonSignal},
-		{name: "SYN queue full drops", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.TCPReqQFullDrop++ }), wantRun: true, wantReason: reasonSignal},
-		{name: "listen overflows", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.ListenOverflows++ }), wantRun: true, wantReason: reasonSignal},
-		{name: "counter reset", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.ListenOverflows = 0 })},
-		{name: "counter appears", c: synRecvCadence{interval: time.Hour, prevTime: t0, prevTCP: quietTCP(), lastDump: t0}, now: now, tcp: counters(nil)},
-		{name: "counter vanishes", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.SyncookiesSent = math.NaN() })},
-		{name: "passive opens above floor", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.PassiveOpens += passiveOpensFloor + 1 }), wantRun: true, wantReason: reasonSignal},
-		{name: "passive opens below floor", c: base, now: now, tcp: counters(func(c *TCPCounters) { c.PassiveOpens += passiveOpensFloor - 1 })},
-		{name: "passive opens rate over two seconds", c: base, now: t0.Add(2 * time.Second), tcp: counters(func(c *TCPCounters) { c.PassiveOpens += 2 * passiveOpensFloor })},
+		{name: "syncookies sent", c: base, now: now, tcp: counters(func(c *signals) { c.syncookiesSent++ }), wantRun: true, wantReason: reasonSignal},
+		{name: "SYN queue full cookies", c: base, now: now, tcp: counters(func(c *signals) { c.reqQFullDoCookies++ }), wantRun: true, wantReason: reasonSignal},
+		{name: "SYN queue full drops", c: base, now: now, tcp: counters(func(c *signals) { c.reqQFullDrop++ }), wantRun: true, wantReason: reasonSignal},
+		{name: "listen overflows", c: base, now: now, tcp: counters(func(c *signals) { c.listenOverflows++ }), wantRun: true, wantReason: reasonSignal},
+		{name: "counter reset", c: base, now: now, tcp: counters(func(c *signals) { c.listenOverflows = 0 })},
+		{name: "counter appears", c: synRecvCadence{interval: time.Hour, prevTime: t0, prev: quietTCP(), lastDump: t0}, now: now, tcp: counters(nil)},
+		{name: "counter vanishes", c: base, now: now, tcp: counters(func(c *signals) { c.syncookiesSent = math.NaN() })},
+		{name: "passive opens above floor", c: base, now: now, tcp: counters(func(c *signals) { c.passiveOpens += passiveOpensFloor + 1 }), wantRun: true, wantReason: reasonSignal},
+		{name: "passive opens below floor", c: base, now: now, tcp: counters(func(c *signals) { c.passiveOpens += passiveOpensFloor - 1 })},
+		{name: "passive opens rate over two seconds", c: base, now: t0.Add(2 * time.Second), tcp: counters(func(c *signals) { c.passiveOpens += 2 * passiveOpensFloor })},
 		{name: "accept queue", c: base, now: now, tcp: counters(nil), queued: true, wantRun: true, wantReason: reasonSignal},
 		{name: "SYN queue filling last time", c: func() synRecvCadence { c := base; c.synFilling = true; return c }(), now: now, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
 		{name: "signal within budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 8*time.Millisecond; return c }(),
@@ -354,36 +428,38 @@ func TestListenersCadence(t *testing.T) {
 	// Backlog 16: two half-opens fill an eighth of its SYN queue.
 	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 16, false)}}
 	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: 10 * time.Second})
-	t0 := time.Unix(1_700_000_000, 0)
+	t0 := tl0
 	halfOpen := []sockdiag.Msg{requestSock("10.0.0.1", 6379), requestSock("10.0.0.2", 6379)}
 	listener := k.sockets[0]
 	cookies := 0.0
+	nan := math.NaN()
 
 	type cycle struct {
 		at       time.Duration  // after t0
 		sockets  []sockdiag.Msg // requests present in the kernel
 		cookie   bool           // SyncookiesSent moves
 		synErr   bool           // the SYN_RECV dump fails
-		wantRan  bool
-		wantInfo SynRecvInfo // Ran is wantRan
-		wantSyn  uint32
+		wantInfo synInfo
+		wantSyn  float64 // NaN: no data
 	}
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	cycles := []cycle{
-		{at: 0, wantRan: true, wantInfo: SynRecvInfo{Time: t0, Reason: reasonInterval, Dumps: 1}},
-		// Half-opens appear; nothing cheap moves: not seen yet.
-		{at: 1 * time.Second, sockets: halfOpen, wantInfo: SynRecvInfo{Time: t0, Reason: reasonInterval, Dumps: 1}},
+		{at: 0, wantInfo: synInfo{Time: t0, LastDump: t0, Ran: true, Reason: reasonInterval, Dumps: 1}},
+		// Half-opens appear; nothing cheap moves: not seen yet, the last
+		// dump's counts are carried.
+		{at: 1 * time.Second, sockets: halfOpen, wantInfo: synInfo{Time: t0, LastDump: t0, Reason: reasonInterval, Dumps: 1}},
 		// SYN cookies sent: dumped.
-		{at: 2 * time.Second, sockets: halfOpen, cookie: true, wantRan: true,
-			wantInfo: SynRecvInfo{Time: t0.Add(2 * time.Second), Reason: reasonSignal, Dumps: 2}, wantSyn: 2},
-		// The SYN queue was filling last time: dumped, and the dump fails: the
-		// counts are carried.
+		{at: 2 * time.Second, sockets: halfOpen, cookie: true,
+			wantInfo: synInfo{Time: at(2 * time.Second), LastDump: at(2 * time.Second), Ran: true, Reason: reasonSignal, Dumps: 2}, wantSyn: 2},
+		// The SYN queue was filling last time: dumped, and the dump fails:
+		// no data (never the old counts).
 		{at: 3 * time.Second, sockets: halfOpen, synErr: true,
-			wantInfo: SynRecvInfo{Time: t0.Add(2 * time.Second), Reason: reasonSignal, Dumps: 2}, wantSyn: 2},
+			wantInfo: synInfo{LastDump: at(2 * time.Second), Reason: reasonSignal, Dumps: 2}, wantSyn: nan},
 		// Retried on the next cycle, the flood is over.
-		{at: 4 * time.Second, wantRan: true,
-			wantInfo: SynRecvInfo{Time: t0.Add(4 * time.Second), Reason: reasonSignal, Dumps: 3}},
-		{at: 5 * time.Second, wantInfo: SynRecvInfo{Time: t0.Add(4 * time.Second), Reason: reasonSignal, Dumps: 3}},
-		{at: 14 * time.Second, wantRan: true, wantInfo: SynRecvInfo{Time: t0.Add(14 * time.Second), Reason: reasonInterval, Dumps: 4}},
+		{at: 4 * time.Second,
+			wantInfo: synInfo{Time: at(4 * time.Second), LastDump: at(4 * time.Second), Ran: true, Reason: reasonSignal, Dumps: 3}},
+		{at: 5 * time.Second, wantInfo: synInfo{Time: at(4 * time.Second), LastDump: at(4 * time.Second), Reason: reasonSignal, Dumps: 3}},
+		{at: 14 * time.Second, wantInfo: synInfo{Time: at(14 * time.Second), LastDump: at(14 * time.Second), Ran: true, Reason: reasonInterval, Dumps: 4}},
 	}
 	for i, c := range cycles {
 		k.sockets = append([]sockdiag.Msg{listener}, c.sockets...)
@@ -400,48 +476,78 @@ func TestListenersCadence(t *testing.T) {
 			cookies++
 		}
 		tcp := quietTCP()
-		tcp.SyncookiesSent = cookies
+		tcp.syncookiesSent = cookies
 		s, err := collectAt(t, src, t0.Add(c.at), tcp)
 		if (err != nil) != c.synErr {
 			t.Fatalf("cycle %d: err = %v, want error %v", i, err, c.synErr)
 		}
-		c.wantInfo.Ran = c.wantRan
-		if diff := cmp.Diff(c.wantInfo, s.SynRecv); diff != "" {
-			t.Errorf("cycle %d: SynRecv (-want +got):\n%s", i, diff)
+		if diff := cmp.Diff(c.wantInfo, synInfoOf(s)); diff != "" {
+			t.Errorf("cycle %d: SYN_RECV (-want +got):\n%s", i, diff)
 		}
-		if len(s.Listeners) != 1 || s.Listeners[0].SynRecv != c.wantSyn {
-			t.Errorf("cycle %d: listeners %+v, want one with SynRecv %d", i, s.Listeners, c.wantSyn)
+		got := synRecvOf(s)
+		if diff := cmp.Diff(map[string]float64{"0.0.0.0:6379": c.wantSyn}, got, cmpopts.EquateNaNs()); diff != "" {
+			t.Errorf("cycle %d: SYN_RECV counts (-want +got):\n%s", i, diff)
+		}
+		if total := s.Get("syn_recv_total"); total != c.wantSyn && !(math.IsNaN(total) && math.IsNaN(c.wantSyn)) {
+			t.Errorf("cycle %d: syn_recv_total = %v, want %v", i, total, c.wantSyn)
 		}
 	}
 }
 
-func TestListenersCarryFollowsListener(t *testing.T) {
-	k := &fakeKernel{sockets: []sockdiag.Msg{
-		listenSock("0.0.0.0", 6379, 0, 8, false),
-		requestSock("10.0.0.1", 6379),
-	}}
-	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: time.Hour})
-	t0 := time.Unix(1_700_000_000, 0)
-	if _, err := collectAt(t, src, t0, quietTCP()); err != nil {
-		t.Fatal(err)
+// TestListenersSynRecvFailedIsNoData: a SYN_RECV dump that keeps failing
+// leaves the counts no data every cycle, never the counts of the last dump
+// that worked.
+func TestListenersSynRecvFailedIsNoData(t *testing.T) {
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 128, false), requestSock("10.0.0.1", 6379)}}
+	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: 0})
+	s, err := collectAt(t, src, tl0, quietTCP())
+	if err != nil || synRecvOf(s)["0.0.0.0:6379"] != 1 {
+		t.Fatalf("first cycle: %v, counts %v", err, synRecvOf(s))
 	}
-	// Follow-up dump (its SYN queue an eighth full) fails; a new listener appears.
-	k.sockets = []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 8, false), listenSock("0.0.0.0", 6380, 0, 128, false)}
 	k.nlErr = func(_ uint8, states uint32) error {
 		if states == sockdiag.TCPFSynRecv {
 			return unix.EIO
 		}
 		return nil
 	}
-	s, err := collectAt(t, src, t0.Add(time.Second), quietTCP())
-	if !errors.Is(err, unix.EIO) {
-		t.Fatalf("err = %v, want EIO", err)
+	for i := 1; i <= 600; i++ {
+		s, err = collectAt(t, src, tl0.Add(time.Duration(i)*time.Second), quietTCP())
+		if err == nil {
+			t.Fatalf("cycle %d: no error from a failing dump", i)
+		}
+		if v := synRecvOf(s)["0.0.0.0:6379"]; !math.IsNaN(v) {
+			t.Fatalf("cycle %d: SYN_RECV count %v from a failing dump, want no data", i, v)
+		}
+	}
+	// The listener itself is still reported (the LISTEN dump works).
+	if l := Listeners(s); len(l) != 1 || l[0].Port != 6379 {
+		t.Errorf("listeners %+v", l)
+	}
+}
+
+func TestListenersCarryFollowsListener(t *testing.T) {
+	k := &fakeKernel{sockets: []sockdiag.Msg{
+		listenSock("0.0.0.0", 6379, 0, 128, false),
+		requestSock("10.0.0.1", 6379),
+	}}
+	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: time.Hour})
+	if _, err := collectAt(t, src, tl0, quietTCP()); err != nil {
+		t.Fatal(err)
+	}
+	// No signal: the dump is skipped; a new listener appears.
+	k.sockets = []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 128, false), listenSock("0.0.0.0", 6380, 0, 128, false)}
+	s, err := collectAt(t, src, tl0.Add(time.Second), quietTCP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if SynRecvRan(s) {
+		t.Fatal("the SYN_RECV dump ran without a signal")
 	}
 	want := []Listener{
-		{Addr: v4Any, Port: 6379, Sockets: 1, AcceptLimit: 8, SynRecv: 1},
+		{Addr: v4Any, Port: 6379, Sockets: 1, AcceptLimit: 128, SynRecv: 1},
 		{Addr: v4Any, Port: 6380, Sockets: 1, AcceptLimit: 128},
 	}
-	if diff := cmp.Diff(want, s.Listeners, equateAddr); diff != "" {
+	if diff := cmp.Diff(want, Listeners(s), equateAddr); diff != "" {
 		t.Errorf("Listeners (-want +got):\n%s", diff)
 	}
 }
@@ -453,40 +559,40 @@ func TestListenersRestarts(t *testing.T) {
 		intrOnly  uint32
 		nobufs    int
 		wantErr   error
-		wantInfo  SynRecvInfo
+		wantInfo  synInfo
 		wantDials int
 		wantReqs  int
 	}{
 		{
 			name: "clean", wantDials: 1, wantReqs: 4,
-			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1},
+			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1},
 		},
 		{
 			// The first LISTEN dump is interrupted: both families again.
 			name: "interrupted once", interrupt: 1, wantDials: 1, wantReqs: 6,
-			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
+			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
 		},
 		{
 			name: "interrupted twice", interrupt: 3, wantDials: 1, wantReqs: 8,
-			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 2},
+			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 2},
 		},
 		{
 			name: "SYN_RECV interrupted", interrupt: 1, intrOnly: sockdiag.TCPFSynRecv, wantDials: 1, wantReqs: 6,
-			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
+			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
 		},
 		{
 			name: "always interrupted", interrupt: 100, wantDials: 1, wantReqs: 6,
 			wantErr:  errDumpInterrupted,
-			wantInfo: SynRecvInfo{Retries: 3},
+			wantInfo: synInfo{Retries: 3},
 		},
 		{
 			name: "receive buffer overrun", nobufs: 1, wantDials: 2, wantReqs: 5,
-			wantInfo: SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 1, NoBufs: 1},
+			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, NoBufs: 1},
 		},
 		{
 			name: "always overrun", nobufs: 100, wantDials: 3, wantReqs: 3,
 			wantErr:  unix.ENOBUFS,
-			wantInfo: SynRecvInfo{NoBufs: 3},
+			wantInfo: synInfo{NoBufs: 3},
 		},
 	}
 	for _, tt := range tests {
@@ -503,12 +609,12 @@ func TestListenersRestarts(t *testing.T) {
 				nobufs:    tt.nobufs,
 			}
 			src := newFakeSource(t, k, ListenerConfig{})
-			s, err := collectAt(t, src, time.Time{}, quietTCP())
+			s, err := collectAt(t, src, tl0, quietTCP())
 			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
-			if diff := cmp.Diff(tt.wantInfo, s.SynRecv); diff != "" {
-				t.Errorf("SynRecv (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.wantInfo, synInfoOf(s)); diff != "" {
+				t.Errorf("SYN_RECV (-want +got):\n%s", diff)
 			}
 			if k.dials != tt.wantDials || len(k.requests) != tt.wantReqs {
 				t.Errorf("%d dials, %d requests %v; want %d, %d", k.dials, len(k.requests), k.requests, tt.wantDials, tt.wantReqs)
@@ -518,8 +624,11 @@ func TestListenersRestarts(t *testing.T) {
 					t.Errorf("connection %d left open after an overrun", i)
 				}
 			}
-			if tt.wantErr == nil && len(s.Listeners) != 2 {
-				t.Errorf("got %d listeners, want 2", len(s.Listeners))
+			if n := len(Listeners(s)); tt.wantErr == nil && n != 2 {
+				t.Errorf("got %d listeners, want 2", n)
+			}
+			if tt.wantErr != nil && s.TableOf(KindListener) != nil {
+				t.Error("listeners reported from a failed LISTEN dump")
 			}
 		})
 	}
@@ -529,15 +638,16 @@ func TestListenersCountersPersist(t *testing.T) {
 	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 80, 0, 128, false)}, interrupt: 1}
 	src := newFakeSource(t, k, ListenerConfig{})
 	var s *Snapshot
-	for range 3 {
+	for i := range 3 {
 		var err error
-		if s, err = collectAt(t, src, time.Time{}, quietTCP()); err != nil {
+		if s, err = collectAt(t, src, tl0.Add(time.Duration(i)*time.Second), quietTCP()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want := SynRecvInfo{Ran: true, Reason: reasonInterval, Dumps: 3, Retries: 1}
-	if diff := cmp.Diff(want, s.SynRecv); diff != "" {
-		t.Errorf("SynRecv after 3 cycles (-want +got):\n%s", diff)
+	last := tl0.Add(2 * time.Second)
+	want := synInfo{Time: last, LastDump: last, Ran: true, Reason: reasonInterval, Dumps: 3, Retries: 1}
+	if diff := cmp.Diff(want, synInfoOf(s)); diff != "" {
+		t.Errorf("SYN_RECV after 3 cycles (-want +got):\n%s", diff)
 	}
 }
 
@@ -545,14 +655,14 @@ func TestListenersNoData(t *testing.T) {
 	t.Run("no sock_diag", func(t *testing.T) {
 		k := &fakeKernel{dialErr: unix.EPROTONOSUPPORT}
 		src := newFakeSource(t, k, ListenerConfig{})
-		if _, err := collectAt(t, src, time.Time{}, quietTCP()); !IsNoData(err) {
+		if _, err := collectAt(t, src, tl0, quietTCP()); !IsNoData(err) {
 			t.Fatalf("err = %v, want ErrNoData", err)
 		}
 	})
 	t.Run("no tcp_diag", func(t *testing.T) {
 		k := &fakeKernel{nlErr: func(uint8, uint32) error { return unix.ENOENT }}
 		src := newFakeSource(t, k, ListenerConfig{})
-		if _, err := collectAt(t, src, time.Time{}, quietTCP()); !IsNoData(err) {
+		if _, err := collectAt(t, src, tl0, quietTCP()); !IsNoData(err) {
 			t.Fatalf("err = %v, want ErrNoData", err)
 		}
 	})
@@ -568,12 +678,12 @@ func TestListenersNoData(t *testing.T) {
 		}
 		src := newFakeSource(t, k, ListenerConfig{})
 		for range 2 {
-			s, err := collectAt(t, src, time.Time{}, quietTCP())
+			s, err := collectAt(t, src, tl0, quietTCP())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(s.Listeners) != 1 {
-				t.Fatalf("listeners %+v, want 1", s.Listeners)
+			if l := Listeners(s); len(l) != 1 {
+				t.Fatalf("listeners %+v, want 1", l)
 			}
 		}
 		want := []string{"inet/listen", "inet6/listen", "inet/syn-recv", "inet/listen", "inet/syn-recv"}
@@ -584,7 +694,7 @@ func TestListenersNoData(t *testing.T) {
 	t.Run("dial fails", func(t *testing.T) {
 		k := &fakeKernel{dialErr: unix.EMFILE}
 		src := newFakeSource(t, k, ListenerConfig{})
-		_, err := collectAt(t, src, time.Time{}, quietTCP())
+		_, err := collectAt(t, src, tl0, quietTCP())
 		if err == nil || IsNoData(err) || !errors.Is(err, unix.EMFILE) {
 			t.Fatalf("err = %v, want EMFILE and not ErrNoData", err)
 		}
@@ -597,7 +707,7 @@ func TestListenersDeadlineAndClose(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	if err := src.Collect(ctx, NewSnapshot(time.Now())); err != nil {
+	if _, err := collectCtx(ctx, src, time.Now(), quietTCP()); err != nil {
 		t.Fatal(err)
 	}
 	c := k.conns[0]
@@ -619,7 +729,7 @@ func TestListenersCancelled(t *testing.T) {
 	src := newFakeSource(t, k, ListenerConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := src.Collect(ctx, NewSnapshot(time.Now())); !errors.Is(err, context.Canceled) {
+	if _, err := collectCtx(ctx, src, time.Now(), quietTCP()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
@@ -647,12 +757,12 @@ func TestListenersSortOrder(t *testing.T) {
 		k.sockets = append(k.sockets, listenSock(l.Addr.String(), l.Port, 0, 1, false))
 	}
 	src := newFakeSource(t, k, ListenerConfig{})
-	s, err := collectAt(t, src, time.Time{}, quietTCP())
+	s, err := collectAt(t, src, tl0, quietTCP())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for _, l := range s.Listeners {
+	for _, l := range Listeners(s) {
 		got = append(got, netip.AddrPortFrom(l.Addr, l.Port).String())
 	}
 	want := []string{"0.0.0.0:22", "0.0.0.0:80", "10.0.0.1:80", "[::]:80"}

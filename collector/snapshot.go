@@ -1,169 +1,53 @@
 package collector
 
 import (
+	"fmt"
 	"math"
-	"net/netip"
-	"strconv"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 )
 
-// Snapshot is everything one sampling cycle learned about the host. Sources
-// fill their own parts; once handed to History it is never modified, so it
-// may be shared between goroutines without locks.
+// Snapshot is everything one sampling cycle learned about the host: the
+// values its sources declare, host values and one Table per entity kind.
+// Sources fill it through a Writer; once handed to History it is never
+// modified, so it may be shared between goroutines without locks.
 //
-// Counters are cumulative kernel counters as float64 (the precision loss past
-// 2^53 does not matter for rates). A value the kernel does not expose, or that
-// its source could not read this cycle, is NaN: see [Present].
+// Counters are cumulative counts as float64 (the precision loss past 2^53
+// does not matter for rates). A value that was not read, whose source
+// failed, or that is older than its staleness bound is NaN: see [Present].
 type Snapshot struct {
 	// Time is when the cycle started.
 	Time time.Time
-
-	// Sysctls holds the queue-sizing sysctls that were readable, in a fixed
-	// order (see [SysctlNames]).
-	Sysctls []Sysctl
-
-	// TCP holds the TcpExt and Tcp counters of /proc/net/netstat and snmp.
-	TCP TCPCounters
-
-	// Conntrack holds the conntrack table fill and its per-CPU stats summed.
-	Conntrack Conntrack
-
-	// Listeners holds one entry per listening address and port, sorted by
-	// port then address. SYN_RECV counts in it are as of SynRecv.Time.
-	Listeners []Listener
-	// ListenersDropped is how many listeners matched the port filters but
-	// were left out because the configured cap was reached.
-	ListenersDropped int
-
-	// SynRecv says when the SYN_RECV counts were last dumped, and why.
-	SynRecv SynRecvInfo
-
-	// Sources holds one result per source, in table order.
+	// Sources holds one result per source (and per target of a target
+	// source), in table order.
 	Sources []SourceResult
+
+	schema    *Schema
+	host      []float64
+	hostAttrs []string
+	tables    []*Table    // by kind index; [0] (the host) unused; nil when absent
+	partTime  []time.Time // by part index: when the part's values were read
 }
 
-// Sysctl is one kernel parameter, named as sysctl(8) names it.
-type Sysctl struct {
-	Name  string
-	Value int64
+// Table holds the entities of one kind in a Snapshot, sorted by their
+// label values, with their values and attributes.
+type Table struct {
+	kind   *kindInfo
+	n      int
+	labels []string  // n × len(Labels)
+	values []float64 // n × len(values)
+	attrs  []string  // n × len(attrs)
 }
 
-// Sysctl returns the value of the named sysctl and whether it was read.
-func (s *Snapshot) Sysctl(name string) (int64, bool) {
-	for _, sc := range s.Sysctls {
-		if sc.Name == name {
-			return sc.Value, true
-		}
-	}
-	return 0, false
-}
-
-// Source returns the result of the named source, if it ran.
-func (s *Snapshot) Source(name string) (SourceResult, bool) {
-	for _, r := range s.Sources {
-		if r.Name == name {
-			return r, true
-		}
-	}
-	return SourceResult{}, false
-}
-
-// TCPCounters are the TCP counters that describe a connection storm. Each is
-// NaN when absent (older kernels lack some TcpExt fields).
-type TCPCounters struct {
-	// TcpExt
-	ListenOverflows      float64 // accept queue full: SYN or final ACK dropped
-	ListenDrops          float64 // every drop of a SYN/ACK at a listener, overflows included
-	SyncookiesSent       float64
-	SyncookiesRecv       float64
-	SyncookiesFailed     float64
-	TCPReqQFullDrop      float64 // SYN queue full, no cookies: SYN dropped
-	TCPReqQFullDoCookies float64 // SYN queue full, answered with a cookie
-
-	// Tcp (snmp)
-	ActiveOpens  float64
-	PassiveOpens float64
-	AttemptFails float64
-	EstabResets  float64
-	CurrEstab    float64 // a gauge: connections in ESTABLISHED or CLOSE_WAIT
-}
-
-// Conntrack is the netfilter connection tracking table.
-type Conntrack struct {
-	// Entries and Limit are nf_conntrack_count and nf_conntrack_max, NaN
-	// when conntrack is not loaded.
-	Entries float64
-	Limit   float64
-	// Buckets is nf_conntrack_buckets, NaN when absent.
-	Buckets float64
-
-	// StatsVia names where the counters below came from: "procfs"
-	// (/proc/net/stat/nf_conntrack), "ctnetlink", or "" when unavailable.
-	StatsVia string
-	// Counters summed over CPUs; NaN when unavailable or when the
-	// path used does not carry them (ctnetlink lacks ClashResolve and
-	// ChainTooLong).
-	Found         float64
-	Invalid       float64
-	Insert        float64
-	InsertFailed  float64
-	Drop          float64
-	EarlyDrop     float64
-	ICMPError     float64
-	SearchRestart float64
-	ClashResolve  float64
-	ChainTooLong  float64
-}
-
-// Listener is one listening address and port. Sockets sharing an address and
-// port (SO_REUSEPORT groups) are summed: the queue figures are the group's
-// totals and MaxFill the fullest socket's fill.
-type Listener struct {
-	// Addr is the bound address: 0.0.0.0 or :: for a wildcard listener.
-	Addr netip.Addr
-	// Port is the local port.
-	Port uint16
-	// Sockets is the number of listening sockets at Addr:Port.
-	Sockets int
-	// AcceptQueue is the number of completed handshakes waiting for
-	// accept() (inet_diag rqueue). It reaches AcceptLimit+1 when full.
-	AcceptQueue uint32
-	// AcceptLimit is the accept queue limit: min(listen backlog,
-	// net.core.somaxconn) (inet_diag wqueue).
-	AcceptLimit uint32
-	// MaxFill is the highest AcceptQueue/AcceptLimit of any one socket of
-	// the group, 0 when the limit is 0.
-	MaxFill float64
-	// SynRecv is the number of half-open handshakes (request sockets in
-	// SYN_RECV) addressed to this listener, as of Snapshot.SynRecv.Time.
-	SynRecv uint32
-}
-
-// LabelValues returns the listener's address and port as the metrics,
-// alerts and checklist label them (addr, port).
-func (l *Listener) LabelValues() (addr, port string) {
-	return l.Addr.String(), strconv.Itoa(int(l.Port))
-}
-
-// SynRecvInfo describes the SYN_RECV dump behind Listener.SynRecv.
-type SynRecvInfo struct {
-	// Time is when the SYN_RECV counts were dumped; zero if never.
-	Time time.Time
-	// Ran is true when the dump ran in this cycle.
-	Ran bool
-	// Reason is why the last dump ran: "signal" (a cheap storm signal moved
-	// since the previous cycle) or "interval" (the slow cadence came round).
-	Reason string
-	// Dumps, Retries and NoBufs count SYN_RECV dumps, dumps restarted because
-	// the kernel flagged them inconsistent (NLM_F_DUMP_INTR) and receive
-	// buffer overruns (ENOBUFS) since the daemon started.
-	Dumps, Retries, NoBufs uint64
-}
-
-// SourceResult is how one source fared in one cycle.
+// SourceResult is how one source (or one target of a target source) fared
+// in one cycle.
 type SourceResult struct {
 	// Name is the source's name (the collector label of the metrics).
 	Name string
+	// Target names the target of a target source ("" otherwise).
+	Target string
 	// Success is true when the source read everything it is meant to.
 	Success bool
 	// NoData is true when the subsystem is absent from this host (e.g. no
@@ -171,6 +55,9 @@ type SourceResult struct {
 	NoData bool
 	// Duration is how long the source took.
 	Duration time.Duration
+	// Time is when the result was read: the cycle's time for a kernel
+	// source, the last poll's for a target.
+	Time time.Time
 	// Err is the failure, nil on success and when NoData.
 	Err error
 }
@@ -181,23 +68,460 @@ func Present(v float64) bool { return !math.IsNaN(v) }
 // NaN is the value of a counter or gauge that was not read.
 var NaN = math.NaN()
 
-// NewSnapshot returns an empty Snapshot for time t with every value NaN
-// (unread), ready for sources to fill.
-func NewSnapshot(t time.Time) *Snapshot {
-	return &Snapshot{
-		Time: t,
-		TCP: TCPCounters{
-			ListenOverflows: NaN, ListenDrops: NaN,
-			SyncookiesSent: NaN, SyncookiesRecv: NaN, SyncookiesFailed: NaN,
-			TCPReqQFullDrop: NaN, TCPReqQFullDoCookies: NaN,
-			ActiveOpens: NaN, PassiveOpens: NaN, AttemptFails: NaN,
-			EstabResets: NaN, CurrEstab: NaN,
-		},
-		Conntrack: Conntrack{
-			Entries: NaN, Limit: NaN, Buckets: NaN,
-			Found: NaN, Invalid: NaN, Insert: NaN, InsertFailed: NaN,
-			Drop: NaN, EarlyDrop: NaN, ICMPError: NaN, SearchRestart: NaN,
-			ClashResolve: NaN, ChainTooLong: NaN,
-		},
+// newSnapshot returns an empty Snapshot of sc at t, every value NaN.
+func newSnapshot(sc *Schema, t time.Time) *Snapshot {
+	s := &Snapshot{
+		Time:      t,
+		schema:    sc,
+		host:      nanSlice(len(sc.kinds[0].values)),
+		hostAttrs: make([]string, len(sc.kinds[0].attrs)),
+		tables:    make([]*Table, len(sc.kinds)),
+		partTime:  make([]time.Time, len(sc.parts)),
 	}
+	return s
+}
+
+func nanSlice(n int) []float64 {
+	s := make([]float64, n)
+	for i := range s {
+		s[i] = NaN
+	}
+	return s
+}
+
+// Schema returns the Schema the Snapshot was built for.
+func (s *Snapshot) Schema() *Schema { return s.schema }
+
+// Get returns the host value named name; NaN when not read or not
+// declared.
+func (s *Snapshot) Get(name string) float64 {
+	v, ok := s.schema.lookup(HostKind, name)
+	if !ok || v.kind != 0 {
+		return NaN
+	}
+	return s.host[v.slot]
+}
+
+// Host returns the host value in slot.
+func (s *Snapshot) Host(slot int) float64 { return s.host[slot] }
+
+// HostAttr returns the host attribute named name ("" when unset).
+func (s *Snapshot) HostAttr(name string) string {
+	if i := slices.Index(s.schema.kinds[0].attrs, name); i >= 0 {
+		return s.hostAttrs[i]
+	}
+	return ""
+}
+
+// Table returns the entities of kind (an index from Schema.KindIndex),
+// or nil when there are none: the kind's source did not deliver, or the
+// History no longer keeps them.
+func (s *Snapshot) Table(kind int) *Table {
+	if kind <= 0 || kind >= len(s.tables) {
+		return nil
+	}
+	return s.tables[kind]
+}
+
+// TableOf is Table by kind name.
+func (s *Snapshot) TableOf(kind string) *Table {
+	i, ok := s.schema.kindByN[kind]
+	if !ok {
+		return nil
+	}
+	return s.Table(i)
+}
+
+// PartTime returns when the values of source part p (ValueRef.Part) were
+// read: the Snapshot's Time when they were read in its cycle, earlier when
+// they are carried from an earlier read, zero when never.
+func (s *Snapshot) PartTime(p int) time.Time { return s.partTime[p] }
+
+// Value returns ref's value: the host's, or that of row of ref's kind.
+func (s *Snapshot) Value(ref ValueRef, row int) float64 {
+	if ref.KindIndex == 0 {
+		return s.host[ref.Slot]
+	}
+	t := s.Table(ref.KindIndex)
+	if t == nil || row < 0 || row >= t.n {
+		return NaN
+	}
+	return t.values[row*len(t.kind.values)+ref.Slot]
+}
+
+// Source returns the result of the named source, if it ran. For a target
+// source it is the summary over its targets.
+func (s *Snapshot) Source(name string) (SourceResult, bool) {
+	for _, r := range s.Sources {
+		if r.Name == name && r.Target == "" {
+			return r, true
+		}
+	}
+	return SourceResult{}, false
+}
+
+// Len returns the number of entities.
+func (t *Table) Len() int {
+	if t == nil {
+		return 0
+	}
+	return t.n
+}
+
+// Kind returns the table's entity kind.
+func (t *Table) Kind() *EntityKind { return &t.kind.EntityKind }
+
+// Labels returns the label values of entity row. The slice is shared.
+func (t *Table) Labels(row int) []string {
+	nl := len(t.kind.Labels)
+	return t.labels[row*nl : (row+1)*nl : (row+1)*nl]
+}
+
+// Value returns the value in slot of entity row.
+func (t *Table) Value(row, slot int) float64 {
+	return t.values[row*len(t.kind.values)+slot]
+}
+
+// Attr returns the attribute in slot of entity row.
+func (t *Table) Attr(row, slot int) string {
+	na := len(t.kind.attrs)
+	if na == 0 {
+		return ""
+	}
+	return t.attrs[row*na+slot]
+}
+
+// Find returns the row of the entity with these label values.
+func (t *Table) Find(labels []string) (int, bool) {
+	if t == nil {
+		return 0, false
+	}
+	return sort.Find(t.n, func(i int) int { return compareLabels(labels, t.Labels(i)) })
+}
+
+func compareLabels(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if c := strings.Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return len(a) - len(b)
+}
+
+// Writer is how a source fills its part of a Snapshot. Values are named by
+// their index in the source's Declaration.Values.
+type Writer struct {
+	s     *Snapshot
+	src   int
+	decl  *Declaration
+	slots []int
+	parts []bool // parts whose time the source set
+}
+
+func (s *Snapshot) writer(src int) *Writer {
+	return &Writer{s: s, src: src, decl: s.schema.decls[src], slots: s.schema.srcSlots[src]}
+}
+
+// Time returns the cycle's time.
+func (w *Writer) Time() time.Time { return w.s.Time }
+
+// Set sets host value i of the source's declaration.
+func (w *Writer) Set(i int, v float64) {
+	w.s.host[w.slots[i]] = v
+}
+
+// Get returns the host value named name as filled so far this cycle (by
+// this source or one that ran before it); NaN when not.
+func (w *Writer) Get(name string) float64 { return w.s.Get(name) }
+
+// SetHostAttr sets a host attribute the source declares.
+func (w *Writer) SetHostAttr(name, value string) {
+	if i := slices.Index(w.s.schema.kinds[0].attrs, name); i >= 0 {
+		w.s.hostAttrs[i] = value
+	}
+}
+
+// SetPartTime says when the values of the source's part were read: t
+// before the cycle's time means they are carried from an earlier read
+// (rules' series functions skip carried points). By default every part is
+// read in the cycle.
+func (w *Writer) SetPartTime(part string, t time.Time) {
+	p, ok := w.s.schema.partByK[partKey{w.src, part}]
+	if !ok {
+		panic(fmt.Sprintf("collector: source %s has no part %q", w.decl.Name, part))
+	}
+	w.s.partTime[p] = t
+	if w.parts == nil {
+		w.parts = make([]bool, len(w.s.schema.parts))
+	}
+	w.parts[p] = true
+}
+
+// finish stamps the parts the source did not stamp itself.
+func (w *Writer) finish() {
+	for p, info := range w.s.schema.parts {
+		if info.source == w.src && (w.parts == nil || !w.parts[p]) {
+			w.s.partTime[p] = w.s.Time
+		}
+	}
+}
+
+// TableWriter fills the Table of one entity kind.
+type TableWriter struct {
+	w *Writer
+	t *Table
+}
+
+// Table starts the Table of kind, which the source owns, replacing any
+// earlier one of this cycle. rows is a capacity hint.
+func (w *Writer) Table(kind string, rows int) *TableWriter {
+	ki, ok := w.s.schema.kindByN[kind]
+	if !ok || w.s.schema.kinds[ki].source != w.src {
+		panic(fmt.Sprintf("collector: source %s does not own entity kind %q", w.decl.Name, kind))
+	}
+	k := w.s.schema.kinds[ki]
+	t := &Table{
+		kind:   k,
+		labels: make([]string, 0, rows*len(k.Labels)),
+		values: make([]float64, 0, rows*len(k.values)),
+	}
+	if len(k.attrs) > 0 {
+		t.attrs = make([]string, 0, rows*len(k.attrs))
+	}
+	w.s.tables[ki] = t
+	return &TableWriter{w: w, t: t}
+}
+
+// Add appends an entity with these label values (one per label of the
+// kind, kept as given: the caller must not change them afterwards, and may
+// share them between Snapshots) and returns its row. Rows may be added in
+// any order; the Snapshot sorts them.
+func (tw *TableWriter) Add(labels ...string) int {
+	t := tw.t
+	if len(labels) != len(t.kind.Labels) {
+		panic(fmt.Sprintf("collector: entity of kind %s with %d labels, want %d", t.kind.Name, len(labels), len(t.kind.Labels)))
+	}
+	t.labels = append(t.labels, labels...)
+	for range t.kind.values {
+		t.values = append(t.values, NaN)
+	}
+	for range t.kind.attrs {
+		t.attrs = append(t.attrs, "")
+	}
+	t.n++
+	return t.n - 1
+}
+
+// Set sets value i of the source's declaration (a value of the table's
+// kind) for entity row.
+func (tw *TableWriter) Set(row, i int, v float64) {
+	tw.t.values[row*len(tw.t.kind.values)+tw.w.slots[i]] = v
+}
+
+// SetAttr sets the attribute name of entity row.
+func (tw *TableWriter) SetAttr(row int, name, value string) {
+	if i := slices.Index(tw.t.kind.attrs, name); i >= 0 {
+		tw.t.attrs[row*len(tw.t.kind.attrs)+i] = value
+	}
+}
+
+// sort orders the rows by label values, dropping a repeated entity (the
+// first added wins).
+func (t *Table) sort() {
+	if t.n < 2 {
+		return
+	}
+	order := make([]int, t.n)
+	for i := range order {
+		order[i] = i
+	}
+	sorted := sort.SliceIsSorted(order, func(a, b int) bool {
+		return compareLabels(t.Labels(order[a]), t.Labels(order[b])) < 0
+	})
+	if sorted {
+		return
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return compareLabels(t.Labels(a), t.Labels(b)) })
+	nl, nv, na := len(t.kind.Labels), len(t.kind.values), len(t.kind.attrs)
+	labels := make([]string, 0, len(t.labels))
+	values := make([]float64, 0, len(t.values))
+	var attrs []string
+	if na > 0 {
+		attrs = make([]string, 0, len(t.attrs))
+	}
+	n := 0
+	for i, r := range order {
+		if i > 0 && compareLabels(t.Labels(r), t.Labels(order[i-1])) == 0 {
+			continue
+		}
+		labels = append(labels, t.labels[r*nl:(r+1)*nl]...)
+		values = append(values, t.values[r*nv:(r+1)*nv]...)
+		if na > 0 {
+			attrs = append(attrs, t.attrs[r*na:(r+1)*na]...)
+		}
+		n++
+	}
+	t.labels, t.values, t.attrs, t.n = labels, values, attrs, n
+}
+
+// finish sorts every table; the Snapshot is then complete.
+func (s *Snapshot) finish() {
+	for _, t := range s.tables {
+		if t != nil {
+			t.sort()
+		}
+	}
+}
+
+// without returns a copy of s that no longer holds the table of kind k.
+func (s *Snapshot) without(k int) *Snapshot {
+	c := *s
+	c.tables = slices.Clone(s.tables)
+	c.tables[k] = nil
+	return &c
+}
+
+// Builder makes Snapshots by value name: for fixtures, tests and
+// tools. It panics on a name its Schema does not declare.
+type Builder struct {
+	s    *Snapshot
+	set  []bool                 // parts given a time
+	rows map[int]map[string]int // entity rows by kind and labels
+}
+
+// NewBuilder starts a Snapshot of sc at t, every value NaN.
+func NewBuilder(sc *Schema, t time.Time) *Builder {
+	return &Builder{s: newSnapshot(sc, t)}
+}
+
+func (b *Builder) ref(kind, name string) *valueInfo {
+	v, ok := b.s.schema.lookup(kind, name)
+	if !ok || (kind != HostKind && v.kind == 0) {
+		panic(fmt.Sprintf("collector: no value %q of %s", name, kind))
+	}
+	return v
+}
+
+// Set sets the host value name.
+func (b *Builder) Set(name string, v float64) *Builder {
+	b.s.host[b.ref(HostKind, name).slot] = v
+	return b
+}
+
+// SetHostAttr sets the host attribute name.
+func (b *Builder) SetHostAttr(name, value string) *Builder {
+	i := slices.Index(b.s.schema.kinds[0].attrs, name)
+	if i < 0 {
+		panic(fmt.Sprintf("collector: no host attribute %q", name))
+	}
+	b.s.hostAttrs[i] = value
+	return b
+}
+
+// Entity adds (or finds) the entity of kind with these labels and
+// returns a setter for its values.
+func (b *Builder) Entity(kind string, labels ...string) *EntityBuilder {
+	ki, ok := b.s.schema.kindByN[kind]
+	if !ok || ki == 0 {
+		panic(fmt.Sprintf("collector: no entity kind %q", kind))
+	}
+	t := b.s.tables[ki]
+	if t == nil {
+		k := b.s.schema.kinds[ki]
+		t = &Table{kind: k}
+		b.s.tables[ki] = t
+	}
+	if b.rows == nil {
+		b.rows = map[int]map[string]int{}
+	}
+	if b.rows[ki] == nil {
+		b.rows[ki] = map[string]int{}
+	}
+	key := strings.Join(labels, "\xff")
+	if r, ok := b.rows[ki][key]; ok {
+		return &EntityBuilder{b: b, t: t, row: r}
+	}
+	tw := &TableWriter{t: t}
+	r := tw.Add(labels...)
+	b.rows[ki][key] = r
+	return &EntityBuilder{b: b, t: t, row: r}
+}
+
+// EmptyTable makes kind's table present with no entity (a source that
+// ran and found none).
+func (b *Builder) EmptyTable(kind string) *Builder {
+	ki, ok := b.s.schema.kindByN[kind]
+	if !ok || ki == 0 {
+		panic(fmt.Sprintf("collector: no entity kind %q", kind))
+	}
+	if b.s.tables[ki] == nil {
+		b.s.tables[ki] = &Table{kind: b.s.schema.kinds[ki]}
+	}
+	return b
+}
+
+// Source adds a source result.
+func (b *Builder) Source(r SourceResult) *Builder {
+	if r.Time.IsZero() {
+		r.Time = b.s.Time
+	}
+	b.s.Sources = append(b.s.Sources, r)
+	return b
+}
+
+// PartTime sets when the named source's part was read (default: the
+// Snapshot's time).
+func (b *Builder) PartTime(source, part string, t time.Time) *Builder {
+	si, ok := b.s.schema.SourceIndex(source)
+	if !ok {
+		panic(fmt.Sprintf("collector: no source %q", source))
+	}
+	p, ok := b.s.schema.partByK[partKey{si, part}]
+	if !ok {
+		panic(fmt.Sprintf("collector: source %s has no part %q", source, part))
+	}
+	b.s.partTime[p] = t
+	if b.set == nil {
+		b.set = make([]bool, len(b.s.partTime))
+	}
+	b.set[p] = true
+	return b
+}
+
+// Snapshot completes the Snapshot. The Builder must not be used after.
+func (b *Builder) Snapshot() *Snapshot {
+	for p := range b.s.partTime {
+		if b.set == nil || !b.set[p] {
+			b.s.partTime[p] = b.s.Time
+		}
+	}
+	b.s.finish()
+	return b.s
+}
+
+// EntityBuilder sets the values of one entity.
+type EntityBuilder struct {
+	b   *Builder
+	t   *Table
+	row int
+}
+
+// Set sets the entity's value name.
+func (e *EntityBuilder) Set(name string, v float64) *EntityBuilder {
+	ref := e.b.ref(e.t.kind.Name, name)
+	if ref.kind == 0 {
+		panic(fmt.Sprintf("collector: %q is a host value", name))
+	}
+	e.t.values[e.row*len(e.t.kind.values)+ref.slot] = v
+	return e
+}
+
+// SetAttr sets the entity's attribute name.
+func (e *EntityBuilder) SetAttr(name, value string) *EntityBuilder {
+	i := slices.Index(e.t.kind.attrs, name)
+	if i < 0 {
+		panic(fmt.Sprintf("collector: no attribute %q of %s", name, e.t.kind.Name))
+	}
+	e.t.attrs[e.row*len(e.t.kind.attrs)+i] = value
+	return e
 }

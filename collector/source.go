@@ -4,21 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/stormwatch/stormwatch/procfs"
 )
 
-// A Source reads one part of the kernel's state into a Snapshot.
+// A Source reads one part of the kernel's state, on the sampling tick.
 //
-// Collect fills the Source's part of s and returns nil, ErrNoData when the
-// subsystem is absent from the host, or an error describing what failed
-// (having filled whatever it could). Sources run one after another in table
-// order, so a Source may read what an earlier one put into s this cycle.
-// Collect must return promptly once ctx is done.
+// Collect fills the Source's values through w and returns nil, ErrNoData
+// when the subsystem is absent from the host, or an error describing what
+// failed (having filled whatever it could: what it did not fill stays NaN,
+// no data). Sources run one after another in table order, so a Source may
+// read what an earlier one set this cycle (Writer.Get). Collect must
+// return promptly once ctx is done.
 type Source interface {
-	Name() string
-	Collect(ctx context.Context, s *Snapshot) error
+	// Declaration returns what the source measures. It is the same value
+	// at every call.
+	Declaration() *Declaration
+	Collect(ctx context.Context, w *Writer) error
 }
 
 // Config configures the sources.
@@ -40,12 +44,13 @@ type ListenerConfig struct {
 	// Exclude drops listeners on these ports (applied after Include).
 	Exclude []PortRange
 	// Max caps the number of listeners kept per Snapshot (0 = no cap).
-	// The busiest listeners are kept; Snapshot.ListenersDropped counts
+	// The busiest listeners are kept; the listeners_dropped value counts
 	// the rest.
 	Max int
 	// SynRecvInterval is the slow cadence of the SYN_RECV dump: it runs at
 	// least this often, and on every cycle while a cheap storm signal moves.
-	// 0 dumps every cycle.
+	// 0 dumps every cycle. Counts older than twice this (at least two
+	// cycles) are no data.
 	SynRecvInterval time.Duration
 	// Dial opens the sock_diag netlink connection; nil dials
 	// NETLINK_SOCK_DIAG in the caller's network namespace.
@@ -73,9 +78,43 @@ func (r PortRange) String() string {
 	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
 }
 
-// NewSources returns every source in the order they run. This table is the
-// one place a source is added. Sources holding kernel handles are closed by
-// CloseSources.
+// table lists every kernel source in the order they run, with its
+// declaration. It is the one place a source is added.
+var table = []struct {
+	decl *Declaration
+	open func(cfg Config, fs procfs.FS) (Source, error)
+}{
+	{sysctlDecl, func(_ Config, fs procfs.FS) (Source, error) { return &sysctlSource{fs: fs}, nil }},
+	{tcpstatDecl, func(_ Config, fs procfs.FS) (Source, error) { return &tcpstatSource{fs: fs}, nil }},
+	{conntrackDecl, func(_ Config, fs procfs.FS) (Source, error) { return &conntrackSource{fs: fs}, nil }},
+	{conntrackStatsDecl, func(cfg Config, fs procfs.FS) (Source, error) {
+		return newConntrackStatsSource(fs, cfg.Conntrack.Dial), nil
+	}},
+	// After tcpstat and sysctl: its SYN_RECV cadence and SYN queue limit
+	// read this cycle's counters and sysctls.
+	{listenersDecl, func(cfg Config, _ procfs.FS) (Source, error) { return newListenerSource(cfg.Listeners) }},
+}
+
+var (
+	defaultSchemaOnce sync.Once
+	defaultSchema     *Schema
+)
+
+// DefaultSchema is the Schema of the built-in sources (NewSources).
+func DefaultSchema() *Schema {
+	defaultSchemaOnce.Do(func() {
+		decls := make([]*Declaration, len(table))
+		for i, e := range table {
+			decls[i] = e.decl
+		}
+		defaultSchema = MustSchema(decls...)
+	})
+	return defaultSchema
+}
+
+// NewSources returns every built-in kernel source, in the order they run
+// and in the layout of DefaultSchema. Sources holding kernel handles are
+// closed by CloseSources.
 func NewSources(cfg Config) ([]Source, error) {
 	if cfg.Root == "" {
 		cfg.Root = "/"
@@ -84,18 +123,16 @@ func NewSources(cfg Config) ([]Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	listeners, err := newListenerSource(cfg.Listeners)
-	if err != nil {
-		return nil, fmt.Errorf("listeners: %w", err)
+	out := make([]Source, 0, len(table))
+	for _, e := range table {
+		s, err := e.open(cfg, fs)
+		if err != nil {
+			CloseSources(out)
+			return nil, fmt.Errorf("%s: %w", e.decl.Name, err)
+		}
+		out = append(out, s)
 	}
-	return []Source{
-		&sysctlSource{fs: fs},
-		&tcpstatSource{fs: fs},
-		&conntrackSource{fs: fs},
-		newConntrackStatsSource(fs, cfg.Conntrack.Dial),
-		// After tcpstat: its SYN_RECV cadence reads this cycle's counters.
-		listeners,
-	}, nil
+	return out, nil
 }
 
 // CloseSources releases the kernel handles some sources hold.
@@ -104,7 +141,7 @@ func CloseSources(sources []Source) error {
 	for _, s := range sources {
 		if c, ok := s.(interface{ Close() error }); ok {
 			if err := c.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+				errs = append(errs, fmt.Errorf("%s: %w", s.Declaration().Name, err))
 			}
 		}
 	}

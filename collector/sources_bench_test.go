@@ -124,7 +124,10 @@ func BenchmarkSamplerCycle(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer collector.CloseSources(sources)
-		s := collector.NewSampler(sources, collector.NewHistory(4))
+		s, err := collector.NewSampler(collector.DefaultSchema(), sources, nil, collector.NewHistory(collector.Retention{}))
+		if err != nil {
+			b.Fatal(err)
+		}
 		ctx := context.Background()
 		s.Sample(ctx, time.Now()) // dial, first SYN_RECV dump
 		b.ReportAllocs()
@@ -134,8 +137,8 @@ func BenchmarkSamplerCycle(b *testing.B) {
 			if r, _ := snap.Source("listeners"); !r.Success {
 				b.Fatalf("listeners source: %v", r.Err)
 			}
-			if snap.SynRecv.Ran != wantSynRecv {
-				b.Fatalf("SYN_RECV dump ran: %v, want %v", snap.SynRecv.Ran, wantSynRecv)
+			if ran := collector.SynRecvRan(snap); ran != wantSynRecv {
+				b.Fatalf("SYN_RECV dump ran: %v, want %v", ran, wantSynRecv)
 			}
 		}
 		b.StopTimer()
@@ -162,11 +165,14 @@ func BenchmarkMetricsScrape(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer collector.CloseSources(sources)
-	s := collector.NewSampler(sources, collector.NewHistory(4))
+	s, err := collector.NewSampler(collector.DefaultSchema(), sources, nil, collector.NewHistory(collector.Retention{}))
+	if err != nil {
+		b.Fatal(err)
+	}
 	snap := s.Sample(context.Background(), time.Now())
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		metrics.NewExporter(s.Latest, metrics.BuildInfo{Version: "bench", Revision: "bench"}),
+		metrics.NewExporter(collector.DefaultSchema(), s.Latest, metrics.BuildInfo{Version: "bench", Revision: "bench"}),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "stormwatch"}),
 		collectors.NewGoCollector(),
 	)
@@ -184,5 +190,5 @@ func BenchmarkMetricsScrape(b *testing.B) {
 		size = w.Body.Len()
 	}
 	b.ReportMetric(float64(size), "bytes/page")
-	b.ReportMetric(float64(len(snap.Listeners)), "listeners")
+	b.ReportMetric(float64(len(collector.Listeners(snap))), "listeners")
 }

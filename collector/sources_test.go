@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -28,72 +31,167 @@ func fixtureFS(t testing.TB, tree string) procfs.FS {
 	return fs
 }
 
-func TestSysctlSource(t *testing.T) {
-	snap := NewSnapshot(time.Time{})
-	if err := (&sysctlSource{fs: fixtureFS(t, "linux-2.6.32")}).Collect(context.Background(), snap); err != nil {
+// sampleOnce runs sources (in the default layout) once at t.
+func sampleOnce(t testing.TB, at time.Time, sources ...Source) *Snapshot {
+	t.Helper()
+	s, err := NewSampler(DefaultSchema(), sources, nil, NewHistory(Retention{}))
+	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Sysctl{
-		{"net.core.somaxconn", 128},
-		{"net.ipv4.tcp_max_syn_backlog", 2048},
-		{"net.ipv4.tcp_syncookies", 1},
-		{"net.ipv4.tcp_abort_on_overflow", 0},
-		{"net.ipv4.tcp_synack_retries", 5},
-		{"net.ipv4.ip_local_port_range.min", 32768},
-		{"net.ipv4.ip_local_port_range.max", 61000},
+	return s.Sample(context.Background(), at)
+}
+
+// values returns the named host values of s.
+func values(s *Snapshot, names ...string) map[string]float64 {
+	out := map[string]float64{}
+	for _, n := range names {
+		out[n] = s.Get(n)
 	}
-	if diff := cmp.Diff(want, snap.Sysctls); diff != "" {
-		t.Errorf("Sysctls (-want +got):\n%s", diff)
+	return out
+}
+
+func TestSysctlSource(t *testing.T) {
+	snap := sampleOnce(t, time.Unix(1, 0), &sysctlSource{fs: fixtureFS(t, "linux-2.6.32")})
+	if r := snap.Sources[0]; !r.Success {
+		t.Fatalf("sysctl source: %+v", r)
 	}
-	if v, ok := snap.Sysctl("net.core.somaxconn"); !ok || v != 128 {
-		t.Errorf("Sysctl(somaxconn) = %d, %v", v, ok)
+	want := map[string]float64{
+		"somaxconn": 128, "tcp_max_syn_backlog": 2048, "syncookies": 1, "tcp_abort_on_overflow": 0,
+		"tcp_synack_retries": 5, "ip_local_port_range_min": 32768, "ip_local_port_range_max": 61000,
+	}
+	var names []string
+	for n := range want {
+		names = append(names, n)
+	}
+	if diff := cmp.Diff(want, values(snap, names...)); diff != "" {
+		t.Errorf("sysctls (-want +got):\n%s", diff)
 	}
 }
 
 func TestSysctlSourceNothingReadable(t *testing.T) {
-	err := (&sysctlSource{fs: fixtureFS(t, "empty")}).Collect(context.Background(), NewSnapshot(time.Time{}))
-	if err == nil || !errors.Is(err, os.ErrNotExist) {
+	snap := sampleOnce(t, time.Unix(1, 0), &sysctlSource{fs: fixtureFS(t, "empty")})
+	if err := snap.Sources[0].Err; err == nil || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("error = %v, want one wrapping os.ErrNotExist", err)
 	}
+}
+
+func TestTCPStatSource(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		tree string
+		want map[string]float64
+	}{
+		{"linux-6.18", map[string]float64{
+			"listen_overflows": 0, "listen_drops": 0, "syncookies_sent": 0, "syncookies_recv": 0, "syncookies_failed": 0,
+			"syn_queue_drops": 0, "syn_queue_cookies": 0,
+			"active_opens": 24, "passive_opens": 2, "attempt_fails": 0, "estab_resets": 0, "established": 0,
+		}},
+		// The older layout has no TCPReqQFull* fields: they stay no data.
+		{"linux-2.6.32", map[string]float64{
+			"listen_overflows": 52311, "listen_drops": 52311, "syncookies_sent": 1843, "syncookies_recv": 1702, "syncookies_failed": 96,
+			"syn_queue_drops": nan, "syn_queue_cookies": nan,
+			"active_opens": 1203312, "passive_opens": 88412300, "attempt_fails": 2231, "estab_resets": 901223, "established": 10231,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tree, func(t *testing.T) {
+			snap := sampleOnce(t, time.Unix(1, 0), &tcpstatSource{fs: fixtureFS(t, tt.tree)})
+			if r := snap.Sources[0]; !r.Success {
+				t.Fatalf("tcpstat: %+v", r)
+			}
+			var names []string
+			for n := range tt.want {
+				names = append(names, n)
+			}
+			if diff := cmp.Diff(tt.want, values(snap, names...), cmpopts.EquateNaNs()); diff != "" {
+				t.Errorf("counters (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// Every declared value is one the source reads.
+	if len(tcpstatFields) != len(tcpstatDecl.Values) {
+		t.Errorf("%d fields, %d declared values", len(tcpstatFields), len(tcpstatDecl.Values))
+	}
+}
+
+func TestTCPStatSourceMissing(t *testing.T) {
+	snap := sampleOnce(t, time.Unix(1, 0), &tcpstatSource{fs: fixtureFS(t, "empty")})
+	if err := snap.Sources[0].Err; !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("error = %v, want os.ErrNotExist", err)
+	}
+	if v := snap.Get("listen_overflows"); !math.IsNaN(v) {
+		t.Errorf("missing files gave listen_overflows %v", v)
+	}
+}
+
+var conntrackNames = []string{
+	"conntrack_entries", "conntrack_limit", "conntrack_buckets", "nf_conntrack_max",
+	"conntrack_found", "conntrack_invalid", "conntrack_insert", "conntrack_insert_failed", "conntrack_drop",
+	"conntrack_early_drop", "conntrack_icmp_error", "conntrack_search_restart", "conntrack_clash_resolve", "conntrack_chain_too_long",
 }
 
 func TestConntrackSources(t *testing.T) {
 	nan := math.NaN()
 	tests := []struct {
-		tree          string
-		want          Conntrack
-		tableErr      error
-		statsErr      error
-		skipNetlinkAs bool
+		tree     string
+		want     map[string]float64
+		tableErr error
+		statsErr error
 	}{
-		{tree: "linux-2.6.32", want: Conntrack{
-			Entries: 62882, Limit: 65536, Buckets: 16384, StatsVia: "procfs",
-			Found: 0x12a4b1 + 0x13b5c2, Invalid: 0xc1 + 0xd2, Insert: 0x3fa112 + 0x40b223,
-			InsertFailed: 4, Drop: 0x15, EarlyDrop: 0, ICMPError: 0,
-			SearchRestart: nan, ClashResolve: nan, ChainTooLong: nan,
+		{tree: "linux-2.6.32", want: map[string]float64{
+			"conntrack_entries": 62882, "conntrack_limit": 65536, "conntrack_buckets": 16384, "nf_conntrack_max": 65536,
+			"conntrack_found": 0x12a4b1 + 0x13b5c2, "conntrack_invalid": 0xc1 + 0xd2, "conntrack_insert": 0x3fa112 + 0x40b223,
+			"conntrack_insert_failed": 4, "conntrack_drop": 0x15, "conntrack_early_drop": 0, "conntrack_icmp_error": 0,
+			"conntrack_search_restart": nan, "conntrack_clash_resolve": nan, "conntrack_chain_too_long": nan,
 		}},
-		{tree: "no-conntrack", tableErr: ErrNoData, statsErr: ErrNoData, want: Conntrack{
-			Entries: nan, Limit: nan, Buckets: nan,
-			Found: nan, Invalid: nan, Insert: nan, InsertFailed: nan, Drop: nan,
-			EarlyDrop: nan, ICMPError: nan, SearchRestart: nan, ClashResolve: nan, ChainTooLong: nan,
+		{tree: "no-conntrack", tableErr: ErrNoData, statsErr: ErrNoData, want: map[string]float64{
+			"conntrack_entries": nan, "conntrack_limit": nan, "conntrack_buckets": nan, "nf_conntrack_max": nan,
+			"conntrack_found": nan, "conntrack_invalid": nan, "conntrack_insert": nan, "conntrack_insert_failed": nan,
+			"conntrack_drop": nan, "conntrack_early_drop": nan, "conntrack_icmp_error": nan,
+			"conntrack_search_restart": nan, "conntrack_clash_resolve": nan, "conntrack_chain_too_long": nan,
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.tree, func(t *testing.T) {
 			fs := fixtureFS(t, tt.tree)
-			snap := NewSnapshot(time.Time{})
-			if err := (&conntrackSource{fs: fs}).Collect(context.Background(), snap); !errors.Is(err, tt.tableErr) {
-				t.Fatalf("conntrack error = %v, want %v", err, tt.tableErr)
-			}
 			stats := newConntrackStatsSource(fs, nil)
 			defer stats.Close()
-			if err := stats.Collect(context.Background(), snap); !errors.Is(err, tt.statsErr) {
-				t.Fatalf("conntrack_stats error = %v, want %v", err, tt.statsErr)
+			snap := sampleOnce(t, time.Unix(1, 0), &conntrackSource{fs: fs}, stats)
+			for i, want := range []error{tt.tableErr, tt.statsErr} {
+				r := snap.Sources[i]
+				if want == nil && !r.Success || want != nil && !(r.NoData && errors.Is(want, ErrNoData)) {
+					t.Errorf("%s: %+v, want error %v", r.Name, r, want)
+				}
 			}
-			if diff := cmp.Diff(tt.want, snap.Conntrack, cmpopts.EquateNaNs()); diff != "" {
-				t.Errorf("Conntrack (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.want, values(snap, conntrackNames...), cmpopts.EquateNaNs()); diff != "" {
+				t.Errorf("conntrack (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestConntrackUnlimited: nf_conntrack_max 0 means no limit to the kernel.
+// The table has no fill then (conntrack_limit no data), while the sysctl
+// is still exported as it is.
+func TestConntrackUnlimited(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "proc", "sys", "net", "netfilter")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"nf_conntrack_count": "1200\n", "nf_conntrack_max": "0\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs, err := procfs.NewFS(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := sampleOnce(t, time.Unix(1, 0), &conntrackSource{fs: fs})
+	want := map[string]float64{"conntrack_entries": 1200, "conntrack_limit": math.NaN(), "nf_conntrack_max": 0}
+	if diff := cmp.Diff(want, values(snap, "conntrack_entries", "conntrack_limit", "nf_conntrack_max"), cmpopts.EquateNaNs()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
 
@@ -127,7 +225,8 @@ func TestConntrackStatsNetlinkFallback(t *testing.T) {
 	}
 	var snap *Snapshot
 	var before, after procfs.ConntrackStat
-	src := newConntrackStatsSource(fixtureFS(t, "no-conntrack-procfs"), nil)
+	fixture := fixtureFS(t, "no-conntrack-procfs")
+	src := newConntrackStatsSource(fixture, nil)
 	defer src.Close()
 	err = ns.Do(func() error {
 		// 6.x counts only trouble (invalid, drop, …), so make some: TCP
@@ -149,10 +248,11 @@ func TestConntrackStatsNetlinkFallback(t *testing.T) {
 		if before, err = nsFS.ConntrackStat(); err != nil {
 			return err
 		}
-		snap = NewSnapshot(time.Time{})
-		snap.Conntrack.Entries = 1 // the table source found conntrack
-		if err := src.Collect(context.Background(), snap); err != nil {
-			return err
+		// The table source (on the fixture) finds conntrack, the stats
+		// file is absent: the stats come from ctnetlink.
+		snap = sampleOnce(t, time.Unix(1, 0), &conntrackSource{fs: fixture}, src)
+		if r := snap.Sources[1]; !r.Success {
+			return fmt.Errorf("conntrack_stats: %+v", r)
 		}
 		after, err = nsFS.ConntrackStat()
 		return err
@@ -160,35 +260,37 @@ func TestConntrackStatsNetlinkFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap.Conntrack.StatsVia != "ctnetlink" {
-		t.Fatalf("StatsVia = %q, want ctnetlink", snap.Conntrack.StatsVia)
+	if src.totals.via != "ctnetlink" {
+		t.Fatalf("read via %q, want ctnetlink", src.totals.via)
 	}
-	if snap.Conntrack.Invalid < invalidSegments {
-		t.Errorf("invalid = %v via ctnetlink, want at least the %d invalid segments sent", snap.Conntrack.Invalid, invalidSegments)
+	if v := snap.Get("conntrack_invalid"); v < invalidSegments {
+		t.Errorf("invalid = %v via ctnetlink, want at least the %d invalid segments sent", v, invalidSegments)
 	}
 	for _, c := range []struct {
 		name string
 		i    int
 		got  float64
 	}{
-		{"found", procfs.CTFound, snap.Conntrack.Found},
-		{"insert", procfs.CTInsert, snap.Conntrack.Insert},
-		{"insert_failed", procfs.CTInsertFailed, snap.Conntrack.InsertFailed},
-		{"drop", procfs.CTDrop, snap.Conntrack.Drop},
-		{"early_drop", procfs.CTEarlyDrop, snap.Conntrack.EarlyDrop},
-		{"invalid", procfs.CTInvalid, snap.Conntrack.Invalid},
+		{"found", procfs.CTFound, snap.Get("conntrack_found")},
+		{"insert", procfs.CTInsert, snap.Get("conntrack_insert")},
+		{"insert_failed", procfs.CTInsertFailed, snap.Get("conntrack_insert_failed")},
+		{"drop", procfs.CTDrop, snap.Get("conntrack_drop")},
+		{"early_drop", procfs.CTEarlyDrop, snap.Get("conntrack_early_drop")},
+		{"invalid", procfs.CTInvalid, snap.Get("conntrack_invalid")},
 	} {
 		if lo, hi := before.Sum(c.i), after.Sum(c.i); c.got < lo || c.got > hi {
 			t.Errorf("%s via ctnetlink = %v, the namespace's stat file said %v before and %v after", c.name, c.got, lo, hi)
 		}
 	}
-	if !math.IsNaN(snap.Conntrack.ClashResolve) {
-		t.Errorf("ClashResolve = %v via ctnetlink, which does not carry it; want NaN", snap.Conntrack.ClashResolve)
+	if v := snap.Get("conntrack_clash_resolve"); !math.IsNaN(v) {
+		t.Errorf("clash_resolve = %v via ctnetlink, which does not carry it; want NaN", v)
 	}
 }
 
 // TestConntrackTotalsWrap: the kernel's per-CPU counters are 32-bit and
-// wrap; the totals must keep growing by the real change.
+// wrap; the totals must keep growing by the real change, and never fall
+// back when the read path or the number of CPUs changes (rules would take
+// the fall for a counter restart and count the whole sum again).
 func TestConntrackTotalsWrap(t *testing.T) {
 	var has [procfs.NumCTCounters]bool
 	has[procfs.CTInsert] = true
@@ -198,53 +300,70 @@ func TestConntrackTotalsWrap(t *testing.T) {
 		return r
 	}
 	var a ctTotals
-	var c Conntrack
+	const start = 3_000_000_000 + 4_294_967_000
 	steps := []struct {
 		via  string
 		rows []procfs.ConntrackRow
 		want float64
 	}{
-		{"procfs", []procfs.ConntrackRow{row(3_000_000_000), row(4_294_967_000)}, 3_000_000_000 + 4_294_967_000},
+		{"procfs", []procfs.ConntrackRow{row(3_000_000_000), row(4_294_967_000)}, start},
 		// CPU 1 wraps: +296 to 2^32, then to 100.
-		{"procfs", []procfs.ConntrackRow{row(3_000_000_005), row(100)}, 3_000_000_000 + 4_294_967_000 + 5 + 396},
-		{"procfs", []procfs.ConntrackRow{row(3_000_000_005), row(101)}, 3_000_000_000 + 4_294_967_000 + 5 + 397},
-		// A CPU comes online: start again from the sums.
-		{"procfs", []procfs.ConntrackRow{row(1), row(2), row(3)}, 6},
-		// The path changes: start again too.
-		{"ctnetlink", []procfs.ConntrackRow{row(10), row(20), row(30)}, 60},
+		{"procfs", []procfs.ConntrackRow{row(3_000_000_005), row(100)}, start + 5 + 396},
+		{"procfs", []procfs.ConntrackRow{row(3_000_000_005), row(101)}, start + 5 + 397},
+		// A CPU comes online: the rows cannot be matched; the totals go on.
+		{"procfs", []procfs.ConntrackRow{row(1), row(2), row(3)}, start + 5 + 397},
+		{"procfs", []procfs.ConntrackRow{row(2), row(2), row(3)}, start + 5 + 398},
+		// The path changes: likewise.
+		{"ctnetlink", []procfs.ConntrackRow{row(10), row(20), row(30)}, start + 5 + 398},
+		{"ctnetlink", []procfs.ConntrackRow{row(10), row(20), row(32)}, start + 5 + 400},
 	}
+	si, _ := DefaultSchema().SourceIndex("conntrack_stats")
 	for i, st := range steps {
-		a.update(st.via, has, st.rows, &c)
-		if c.Insert != st.want || c.StatsVia != st.via {
-			t.Errorf("step %d: insert %v via %q, want %v via %q", i, c.Insert, c.StatsVia, st.want, st.via)
+		s := newSnapshot(DefaultSchema(), time.Unix(int64(i), 0))
+		a.update(st.via, has, st.rows, s.writer(si))
+		if got := s.Get("conntrack_insert"); got != st.want || a.via != st.via {
+			t.Errorf("step %d: insert %v via %q, want %v via %q", i, got, a.via, st.want, st.via)
 		}
-		if !math.IsNaN(c.Drop) {
-			t.Errorf("step %d: drop %v for a counter the kernel does not print, want NaN", i, c.Drop)
+		if v := s.Get("conntrack_drop"); !math.IsNaN(v) {
+			t.Errorf("step %d: drop %v for a counter the kernel does not print, want NaN", i, v)
 		}
 	}
+}
+
+// fakeDecl declares a source of one host counter and one gauge.
+func fakeDecl(name string) *Declaration {
+	return &Declaration{Name: name, Values: []Value{
+		{Name: name + "_count", Kind: Counter, Help: "a count"},
+		{Name: name + "_level", Kind: Gauge, Help: "a level"},
+	}}
 }
 
 type fakeSource struct {
-	name string
+	decl *Declaration
 	err  error
-	fill func(*Snapshot)
+	fill func(*Writer)
 }
 
-func (f fakeSource) Name() string { return f.name }
-func (f fakeSource) Collect(ctx context.Context, s *Snapshot) error {
+func (f fakeSource) Declaration() *Declaration { return f.decl }
+func (f fakeSource) Collect(ctx context.Context, w *Writer) error {
 	if f.fill != nil {
-		f.fill(s)
+		f.fill(w)
 	}
 	return f.err
 }
 
 func TestSamplerDegradesOneSourceAtATime(t *testing.T) {
-	h := NewHistory(3)
-	s := NewSampler([]Source{
-		fakeSource{name: "a", err: errors.New("broken")},
-		fakeSource{name: "b", err: ErrNoData},
-		fakeSource{name: "c", fill: func(s *Snapshot) { s.TCP.PassiveOpens = 7 }},
-	}, h)
+	a, b, c := fakeDecl("a"), fakeDecl("b"), fakeDecl("c")
+	sc := MustSchema(a, b, c)
+	h := NewHistory(Retention{Host: time.Minute})
+	s, err := NewSampler(sc, []Source{
+		fakeSource{decl: a, err: errors.New("broken")},
+		fakeSource{decl: b, err: ErrNoData},
+		fakeSource{decl: c, fill: func(w *Writer) { w.Set(0, 7) }},
+	}, nil, h)
+	if err != nil {
+		t.Fatal(err)
+	}
 	at := time.Unix(100, 0)
 	snap := s.Sample(context.Background(), at)
 	got := make(map[string][2]bool)
@@ -255,58 +374,149 @@ func TestSamplerDegradesOneSourceAtATime(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("source results (-want +got):\n%s", diff)
 	}
-	if snap.TCP.PassiveOpens != 7 || s.Latest() != snap || h.Latest() != snap || !snap.Time.Equal(at) {
-		t.Errorf("snapshot not filled and published: %+v", snap.TCP)
+	if snap.Get("c_count") != 7 || s.Latest() != snap || h.Latest() != snap || !snap.Time.Equal(at) {
+		t.Errorf("snapshot not filled and published: %v", snap.Get("c_count"))
 	}
 	if r, _ := snap.Source("a"); r.Err == nil {
 		t.Error("source a lost its error")
 	}
+	if _, err := NewSampler(DefaultSchema(), []Source{fakeSource{decl: a}}, nil, h); err == nil {
+		t.Error("a source outside the schema was accepted")
+	}
 }
 
-func TestHistoryRing(t *testing.T) {
-	h := NewHistory(3)
+func TestSchemaRejectsBadDeclarations(t *testing.T) {
+	tests := map[string][]*Declaration{
+		"duplicate source":   {fakeDecl("a"), fakeDecl("a")},
+		"bad value name":     {{Name: "x", Values: []Value{{Name: "Bad-Name"}}}},
+		"unknown kind":       {{Name: "x", Values: []Value{{Name: "v", Entity: "nope"}}}},
+		"duplicate value":    {{Name: "x", Values: []Value{{Name: "v"}, {Name: "v"}}}},
+		"kind of another":    {{Name: "x", Kinds: []EntityKind{{Name: "k", Labels: []Label{{Name: "l"}}}}}, {Name: "y", Values: []Value{{Name: "v", Entity: "k"}}}},
+		"kind without label": {{Name: "x", Kinds: []EntityKind{{Name: "k"}}}},
+		"metric exported twice differently": {{Name: "x", Values: []Value{
+			{Name: "a", Kind: Counter, Metric: "m_total"}, {Name: "b", Kind: Gauge, Metric: "m_total"}}}},
+		"item in no section": {{Name: "x", Values: []Value{{Name: "v"}}, Items: []Item{{ID: "i", Section: "nowhere", Value: "v"}}}},
+		"item of no value":   {{Name: "x", Sections: []Section{{Name: "s"}}, Items: []Item{{ID: "i", Section: "s", Value: "nope"}}}},
+	}
+	for name, decls := range tests {
+		if _, err := NewSchema(decls...); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := NewSchema(DefaultSchema().Sources()...); err != nil {
+		t.Errorf("the built-in declarations: %v", err)
+	}
+}
+
+// historyTimes returns the times of the Snapshots h holds, in seconds.
+func historyTimes(h *History) (out []int64) {
+	for _, s := range h.All() {
+		out = append(out, s.Time.Unix())
+	}
+	return out
+}
+
+// listenerLabelSets are label values shared between Snapshots, as the
+// listeners source shares them.
+var listenerLabelSets [][]string
+
+// listenerSnapshot returns a Snapshot at second sec with n listeners,
+// written as the listeners source writes them.
+func listenerSnapshot(sec, n int) *Snapshot {
+	for len(listenerLabelSets) < n {
+		listenerLabelSets = append(listenerLabelSets, []string{"0.0.0.0", strconv.Itoa(1000 + len(listenerLabelSets))})
+	}
+	sc := DefaultSchema()
+	s := newSnapshot(sc, time.Unix(int64(sec), 0))
+	ref, _ := sc.Lookup(HostKind, "passive_opens")
+	s.host[ref.Slot] = float64(sec)
+	si, _ := sc.SourceIndex("listeners")
+	w := s.writer(si)
+	t := w.Table(KindListener, n)
+	for i := range n {
+		row := t.Add(listenerLabelSets[i]...)
+		t.Set(row, lsnAcceptQueue, float64(i))
+		t.Set(row, lsnAcceptLimit, 511)
+		t.Set(row, lsnSockets, 1)
+	}
+	w.finish()
+	s.finish()
+	return s
+}
+
+func TestHistoryRetention(t *testing.T) {
+	h := NewHistory(Retention{Host: 3 * time.Second, Kinds: map[string]time.Duration{KindListener: time.Second}})
 	if h.Latest() != nil || h.Len() != 0 {
 		t.Fatal("new history not empty")
 	}
-	for i := 1; i <= 5; i++ {
-		h.Add(NewSnapshot(time.Unix(int64(i), 0)))
+	var held []*Snapshot
+	for i := 1; i <= 10; i++ {
+		s := listenerSnapshot(i, 3)
+		held = append(held, s)
+		h.Add(s)
 	}
-	var got []int64
-	for _, s := range h.All() {
-		got = append(got, s.Time.Unix())
-	}
-	if diff := cmp.Diff([]int64{3, 4, 5}, got); diff != "" {
+	if diff := cmp.Diff([]int64{7, 8, 9, 10}, historyTimes(h)); diff != "" {
 		t.Errorf("All (-want +got):\n%s", diff)
 	}
-	if n := len(h.Since(time.Unix(4, 0))); n != 2 {
-		t.Errorf("Since(4) has %d snapshots, want 2", n)
+	if n := len(h.Since(time.Unix(9, 0))); n != 2 {
+		t.Errorf("Since(9) has %d snapshots, want 2", n)
 	}
-	if h.Latest().Time.Unix() != 5 || h.Len() != 3 || h.Cap() != 3 {
-		t.Errorf("Latest %v Len %d Cap %d", h.Latest().Time, h.Len(), h.Cap())
+	var withListeners []int64
+	for _, s := range h.All() {
+		if s.TableOf(KindListener) != nil {
+			withListeners = append(withListeners, s.Time.Unix())
+		}
+		if s.Get("passive_opens") != float64(s.Time.Unix()) {
+			t.Errorf("snapshot %v lost its host values", s.Time.Unix())
+		}
+	}
+	if diff := cmp.Diff([]int64{9, 10}, withListeners); diff != "" {
+		t.Errorf("snapshots still holding listeners (-want +got):\n%s", diff)
+	}
+	// A reader holding an old Snapshot still sees all of it.
+	if held[6].TableOf(KindListener).Len() != 3 {
+		t.Error("trimming changed a Snapshot a reader holds")
+	}
+	// Longer retention keeps more from now on.
+	h.SetRetention(Retention{Host: time.Hour, Kinds: map[string]time.Duration{KindListener: time.Hour}})
+	h.Add(listenerSnapshot(11, 3))
+	if diff := cmp.Diff([]int64{7, 8, 9, 10, 11}, historyTimes(h)); diff != "" {
+		t.Errorf("after a longer retention (-want +got):\n%s", diff)
+	}
+	// At least two Snapshots are kept whatever the retention.
+	h.SetRetention(Retention{})
+	if h.Len() != 2 {
+		t.Errorf("Len = %d with no retention, want 2", h.Len())
 	}
 }
 
-func TestHistoryResize(t *testing.T) {
-	h := NewHistory(4)
-	for i := 1; i <= 6; i++ {
-		h.Add(NewSnapshot(time.Unix(int64(i), 0)))
+// TestHistoryMemoryBoundedByRules: with the built-in rules' retention, a
+// History after 15 minutes at one sample a second holds listeners only for
+// the last seconds, so its heap hardly depends on how many listeners there
+// are; without it (every listener of every sample kept, as before) it
+// grows with them.
+func TestHistoryMemoryBoundedByRules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fills 15 minutes of samples")
 	}
-	times := func() (out []int64) {
-		for _, s := range h.All() {
-			out = append(out, s.Time.Unix())
+	ret := Retention{Host: 15*time.Minute + 2*time.Second, Kinds: map[string]time.Duration{KindListener: 17 * time.Second}}
+	heap := func(n int, r Retention) float64 {
+		h := NewHistory(r)
+		for sec := range 900 {
+			h.Add(listenerSnapshot(sec, n))
 		}
-		return out
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		runtime.KeepAlive(h)
+		return float64(m.HeapAlloc) / (1 << 20)
 	}
-	h.Resize(2)
-	if diff := cmp.Diff([]int64{5, 6}, times()); diff != "" {
-		t.Errorf("after shrinking (-want +got):\n%s", diff)
-	}
-	h.Resize(5)
-	h.Add(NewSnapshot(time.Unix(7, 0)))
-	if diff := cmp.Diff([]int64{5, 6, 7}, times()); diff != "" {
-		t.Errorf("after growing (-want +got):\n%s", diff)
-	}
-	if h.Cap() != 5 {
-		t.Errorf("Cap = %d, want 5", h.Cap())
+	base := heap(0, ret)
+	for _, n := range []int{500, 2000, 5000} {
+		got := heap(n, ret) - base
+		t.Logf("%d listeners, 15 min: %.1f MiB above an empty history", n, got)
+		if limit := 10.0 * float64(n) / 2000; got > max(limit, 2) {
+			t.Errorf("%d listeners: %.1f MiB, want at most %.1f", n, got, limit)
+		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -131,28 +130,17 @@ type Input struct {
 	Findings []alerts.Finding
 }
 
-// ruleItems maps each built-in rule to the item it judges. Rules not named
-// here (a user's own) get items of their own in the "other" section.
-var ruleItems = map[string]string{
-	"ConntrackTableNearFull":   "conntrack_table",
-	"ConntrackFullSoon":        "conntrack_table",
-	"ConntrackDropping":        "conntrack_drops",
-	"ConntrackInsertFailing":   "conntrack_drops",
-	"SynQueueNearFull":         "syn_queue",
-	"SynCookiesSent":           "syn_overflows",
-	"SynDropped":               "syn_overflows",
-	"AcceptQueueNearFull":      "accept_queue",
-	"AcceptQueueFullSoon":      "accept_queue",
-	"AcceptQueueOverflowing":   "accept_queue",
-	"BacklogCappedBySomaxconn": "accept_queue",
-	"ListenOverflows":          "accept_overflows",
-	"ConnectionRateSurge":      "connection_rate",
-	"SyncookiesDisabled":       "sysctl_syncookies",
-}
+// otherSection holds the rules that attach to no declared item.
+var otherSection = collector.Section{Name: "other", Title: "Other rules", Order: 1 << 20}
 
-// Build turns samples and findings into the checklist.
+// Build turns samples and findings into the checklist. Its sections and
+// items are those the sources declare (collector.Item); each finding
+// attaches to the item of its rule's entity that covers the first value
+// its condition mentions (in the rule's section, when it names one), else
+// to an item of its own in the rule's section or "other".
 func Build(in Input) *Report {
 	s := in.Last
+	sc := s.Schema()
 	r := &Report{Schema: 1, Host: in.Host, Time: s.Time}
 	window := 0.0
 	if in.First != nil {
@@ -160,124 +148,65 @@ func Build(in Input) *Report {
 	}
 	r.WindowSeconds = window
 	for _, src := range s.Sources {
+		if src.Target != "" {
+			continue
+		}
 		e := ""
 		if src.Err != nil {
 			e = src.Err.Error()
 		}
 		r.Sources = append(r.Sources, Source{Name: src.Name, Success: src.Success, NoData: src.NoData, Error: e})
 	}
-	b := &builder{in: in, s: s, window: window, used: map[int]bool{}}
+	b := &builder{in: in, s: s, sc: sc, window: window}
+	b.place()
 
-	conntrack := Section{Name: "conntrack", Title: "Conntrack"}
-	if res, _ := s.Source("conntrack"); res.NoData {
-		conntrack.Items = append(conntrack.Items, Item{ID: "conntrack_table", What: "conntrack table", Status: OK,
-			Reason: "conntrack is not loaded: no flow is tracked"})
-	} else {
-		conntrack.Items = append(conntrack.Items, b.item(Item{ID: "conntrack_table", What: "conntrack table", Unit: "entries"},
-			nil, s.Conntrack.Entries, s.Conntrack.Limit, "conntrack"))
-		if window > 0 {
-			conntrack.Items = append(conntrack.Items, b.rateItem(Item{ID: "conntrack_drops", What: "conntrack drops", Unit: "flows/s"},
-				func(x *collector.Snapshot) float64 {
-					return x.Conntrack.Drop + x.Conntrack.EarlyDrop + x.Conntrack.InsertFailed
-				}, "conntrack_stats"))
-		}
+	sections := append(slices.Clone(sc.Sections()), otherSection)
+	bySection := map[string]*Section{}
+	for _, sec := range sections {
+		bySection[sec.Name] = &Section{Name: sec.Name, Title: sec.Title}
 	}
-
-	// Listeners, busiest first.
-	listeners := slices.Clone(s.Listeners)
-	slices.SortStableFunc(listeners, func(a, b collector.Listener) int {
-		return cmp.Or(cmp.Compare(fill(b), fill(a)), cmp.Compare(b.SynRecv, a.SynRecv))
-	})
-
-	syn := Section{Name: "syn_queue", Title: "SYN queue"}
-	if window > 0 {
-		syn.Items = append(syn.Items, b.rateItem(Item{ID: "syn_overflows", What: "SYN cookies + drops", Unit: "SYNs/s"},
-			func(x *collector.Snapshot) float64 {
-				// Older kernels lack TCPReqQFullDrop; neither read is no data.
-				c, d := x.TCP.SyncookiesSent, x.TCP.TCPReqQFullDrop
-				if !collector.Present(c) && !collector.Present(d) {
-					return math.NaN()
-				}
-				return nanToZero(c) + nanToZero(d)
-			}, "tcpstat"))
+	for i, it := range sc.Items() {
+		sec := bySection[it.Section]
+		sec.Items = append(sec.Items, b.items(i, it)...)
 	}
-	for _, l := range listeners {
-		labels := listenerLabels(l)
-		if l.SynRecv == 0 && !b.alerting("syn_queue", labels) {
-			continue // a quiet listener's SYN queue says nothing
-		}
-		syn.Items = append(syn.Items, b.item(Item{ID: "syn_queue", What: "SYN queue " + hostPort(labels), Unit: "half-open"},
-			labels, float64(l.SynRecv), alerts.SynQueueLimit(s, &l), "listeners"))
-	}
-
-	accept := Section{Name: "accept_queue", Title: "Accept queue"}
-	if window > 0 {
-		accept.Items = append(accept.Items, b.rateItem(Item{ID: "accept_overflows", What: "accept queue overflows", Unit: "drops/s"},
-			func(x *collector.Snapshot) float64 { return x.TCP.ListenOverflows }, "tcpstat"))
-	}
-	if res, _ := s.Source("listeners"); !res.Success {
-		accept.Items = append(accept.Items, b.item(Item{ID: "accept_queue", What: "listeners"}, nil, math.NaN(), math.NaN(), "listeners"))
-	}
-	for _, l := range listeners {
-		labels := listenerLabels(l)
-		accept.Items = append(accept.Items, b.item(Item{ID: "accept_queue", What: "accept queue " + hostPort(labels), Unit: "connections"},
-			labels, float64(l.AcceptQueue), float64(l.AcceptLimit), "listeners"))
-	}
-
-	rate := Section{Name: "connection_rate", Title: "Connection rate"}
-	if window > 0 {
-		rate.Items = append(rate.Items, b.rateItem(Item{ID: "connection_rate", What: "new connections (passive opens)", Unit: "connections/s"},
-			func(x *collector.Snapshot) float64 { return x.TCP.PassiveOpens }, "tcpstat"))
-	}
-
-	sizing := Section{Name: "sysctl", Title: "Sysctl sizing"}
-	for _, sc := range []struct{ id, name string }{
-		{"sysctl_somaxconn", "net.core.somaxconn"},
-		{"sysctl_max_syn_backlog", "net.ipv4.tcp_max_syn_backlog"},
-		{"sysctl_syncookies", "net.ipv4.tcp_syncookies"},
-		{"sysctl_abort_on_overflow", "net.ipv4.tcp_abort_on_overflow"},
-	} {
-		v := math.NaN()
-		if x, ok := s.Sysctl(sc.name); ok {
-			v = float64(x)
-		}
-		sizing.Items = append(sizing.Items, b.item(Item{ID: sc.id, What: sc.name}, nil, v, math.NaN(), "sysctl"))
-	}
-
-	other := Section{Name: "other", Title: "Other rules"}
-	for i, f := range in.Findings {
-		if f.Status != alerts.CheckAlert || b.used[i] {
+	for fi, f := range in.Findings {
+		if b.target[fi] >= 0 || f.Status != alerts.CheckAlert {
 			continue
 		}
+		name := f.Rule.Section
+		if name == "" || bySection[name] == nil {
+			name = otherSection.Name
+		}
 		it := Item{ID: "rule", What: f.Rule.Name}
-		if f.Labels["port"] != "" {
-			it.Labels = map[string]string{"addr": f.Labels["addr"], "port": f.Labels["port"]}
-			it.What += " " + hostPort(it.Labels)
+		if kind := string(f.Rule.Scope); kind != collector.HostKind {
+			if k, ok := sc.Kind(kind); ok {
+				it.Labels = map[string]string{}
+				var lv []string
+				for _, l := range k.Labels {
+					it.Labels[l.Name] = f.Labels[l.Name]
+					lv = append(lv, f.Labels[l.Name])
+				}
+				it.What += " " + sc.DisplayName(kind, lv)
+			}
 		}
 		b.attach(&it, f)
-		other.Items = append(other.Items, it)
+		bySection[name].Items = append(bySection[name].Items, it)
 	}
-
-	for _, sec := range []Section{conntrack, syn, accept, rate, sizing, other} {
-		if len(sec.Items) > 0 {
-			r.Sections = append(r.Sections, sec)
+	for _, sec := range sections {
+		if out := bySection[sec.Name]; len(out.Items) > 0 {
+			r.Sections = append(r.Sections, *out)
 		}
 	}
-	r.Status = r.verdict()
+	r.Status = r.verdict(sc)
 	r.ExitCode = r.Status.ExitCode()
 	return r
 }
-
-// coreSources are what the checklist cannot do without: the queues per
-// listener and the overflow counters. When one of them fails, an otherwise
-// clean report is Unknown, not OK.
-var coreSources = []string{"listeners", "tcpstat"}
 
 // verdict is the worst item status. With nothing worse than OK it is
 // Unknown when a core source failed (a check that could not see the queues
 // cannot call the host healthy); items Unknown for want of a lesser source
 // (conntrack stats without CAP_NET_ADMIN) leave it OK.
-func (r *Report) verdict() Status {
+func (r *Report) verdict(sc *collector.Schema) Status {
 	worst := OK
 	for _, sec := range r.Sections {
 		for _, it := range sec.Items {
@@ -290,7 +219,7 @@ func (r *Report) verdict() Status {
 		return worst
 	}
 	for _, s := range r.Sources {
-		if slices.Contains(coreSources, s.Name) && !s.Success && !s.NoData {
+		if d, ok := sc.Source(s.Name); ok && d.Core && !s.Success && !s.NoData {
 			return Unknown
 		}
 	}
@@ -300,65 +229,204 @@ func (r *Report) verdict() Status {
 type builder struct {
 	in     Input
 	s      *collector.Snapshot
+	sc     *collector.Schema
 	window float64
-	used   map[int]bool // findings attached to an item
+	// target[i] is the item (index into Schema.Items) finding i attaches
+	// to, -1 for none.
+	target []int
 }
 
-// item fills it with value and limit, attaches the findings of its rules
-// and marks it Unknown, with the source's error, when value was not read.
-func (b *builder) item(it Item, labels map[string]string, value, limit float64, source string) Item {
-	it.Labels = labels
-	if collector.Present(value) {
-		it.Value = ptr(value)
-		if collector.Present(limit) {
-			it.Limit = ptr(limit)
-			if limit > 0 {
-				it.UsedRatio = ptr(value / limit)
+// place finds each finding's item: of the rule's scope, covering the
+// first value the rule mentions that any such item covers.
+func (b *builder) place() {
+	items := b.sc.Items()
+	b.target = make([]int, len(b.in.Findings))
+	for fi, f := range b.in.Findings {
+		b.target[fi] = -1
+		kind := string(f.Rule.Scope)
+		if kind == collector.HostKind {
+			kind = ""
+		}
+	mentions:
+		for _, m := range f.Rule.Mentions() {
+			for i, it := range items {
+				if it.Entity == kind && (f.Rule.Section == "" || it.Section == f.Rule.Section) && it.Covers(m) {
+					b.target[fi] = i
+					break mentions
+				}
 			}
 		}
-	} else {
-		it.Status, it.Reason = Unknown, b.reason(source)
 	}
-	b.judge(&it)
-	return it
 }
 
-// rateItem is an item whose value is the rate of a counter over the window.
-func (b *builder) rateItem(it Item, counter func(*collector.Snapshot) float64, source string) Item {
-	a, z := counter(b.in.First), counter(b.s)
-	if collector.Present(a) && collector.Present(z) && b.window > 0 {
-		d := z - a
-		if d < 0 { // the counter restarted
-			d = z
+// findings returns the findings placed on item i for an entity with these
+// labels (nil for a host item).
+func (b *builder) findings(i int, labels map[string]string) []int {
+	var out []int
+	for fi, f := range b.in.Findings {
+		if b.target[fi] == i && sameEntity(f.Labels, labels) {
+			out = append(out, fi)
 		}
-		it.RatePerSecond = ptr(d / b.window)
-	} else {
-		it.Status, it.Reason = Unknown, b.reason(source)
 	}
-	b.judge(&it)
-	return it
+	return out
 }
 
-// alerting reports whether a rule of item id alerts for labels.
-func (b *builder) alerting(id string, labels map[string]string) bool {
-	for _, f := range b.in.Findings {
-		if f.Status == alerts.CheckAlert && ruleItems[f.Rule.Name] == id && sameListener(f.Labels, labels) {
+func sameEntity(finding, labels map[string]string) bool {
+	for k, v := range labels {
+		if finding[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// items returns the lines of item i: one for a host item, one per entity
+// for an entity item.
+func (b *builder) items(i int, it *collector.Item) []Item {
+	src := b.sc.ItemSource(i).Name
+	res, ran := b.s.Source(src)
+	if ran && res.NoData {
+		if it.Absent == "" {
+			return nil
+		}
+		return []Item{{ID: it.ID, What: it.What, Status: OK, Reason: it.Absent}}
+	}
+	if it.Entity == "" {
+		if len(it.Rate) > 0 {
+			if b.window <= 0 {
+				return nil // an instant check has no rates
+			}
+			return []Item{b.rateItem(i, it, src)}
+		}
+		out := Item{ID: it.ID, What: it.What, Unit: it.Unit}
+		b.figures(&out, b.s.Get(it.Value), b.get(it.Limit), b.get(it.Ratio), src)
+		b.judge(&out, i)
+		return []Item{out}
+	}
+	t := b.s.TableOf(it.Entity)
+	if t == nil {
+		if it.Quiet {
+			return nil
+		}
+		out := Item{ID: it.ID, What: it.Entity + "s", Status: Unknown, Reason: b.reason(src)}
+		return []Item{out}
+	}
+	k, _ := b.sc.Kind(it.Entity)
+	value, _ := b.sc.Lookup(it.Entity, it.Value)
+	limit, hasLimit := b.sc.Lookup(it.Entity, it.Limit)
+	ratio, hasRatio := b.sc.Lookup(it.Entity, it.Ratio)
+	type line struct {
+		row          int
+		v, lim, frac float64
+	}
+	var lines []line
+	for row := range t.Len() {
+		l := line{row: row, v: b.s.Value(value, row), lim: math.NaN(), frac: math.NaN()}
+		if hasLimit {
+			l.lim = b.s.Value(limit, row)
+		}
+		switch {
+		case hasRatio:
+			l.frac = b.s.Value(ratio, row)
+		case l.lim > 0:
+			l.frac = l.v / l.lim
+		}
+		lines = append(lines, l)
+	}
+	// Fullest first.
+	slices.SortStableFunc(lines, func(x, y line) int {
+		return cmp.Or(cmp.Compare(nanLow(y.frac), nanLow(x.frac)), cmp.Compare(nanLow(y.v), nanLow(x.v)))
+	})
+	var out []Item
+	for _, l := range lines {
+		lv := t.Labels(l.row)
+		labels := make(map[string]string, len(lv))
+		for j, lab := range k.Labels {
+			labels[lab.Name] = lv[j]
+		}
+		if it.Quiet && !(l.v > 0) && !b.alerting(i, labels) {
+			continue // a quiet entity says nothing here
+		}
+		o := Item{ID: it.ID, What: it.What + " " + b.sc.DisplayName(it.Entity, lv), Unit: it.Unit, Labels: labels}
+		b.figures(&o, l.v, l.lim, l.frac, src)
+		b.judge(&o, i)
+		out = append(out, o)
+	}
+	return out
+}
+
+func (b *builder) get(name string) float64 {
+	if name == "" {
+		return math.NaN()
+	}
+	return b.s.Get(name)
+}
+
+func nanLow(v float64) float64 {
+	if math.IsNaN(v) {
+		return math.Inf(-1)
+	}
+	return v
+}
+
+// figures fills value, limit and used ratio, or marks the item Unknown
+// with the source's error when the value was not read.
+func (b *builder) figures(it *Item, value, limit, ratio float64, source string) {
+	if !collector.Present(value) {
+		it.Status, it.Reason = Unknown, b.reason(source)
+		return
+	}
+	it.Value = ptr(value)
+	if collector.Present(limit) {
+		it.Limit = ptr(limit)
+		if !collector.Present(ratio) && limit > 0 {
+			ratio = value / limit
+		}
+	}
+	if collector.Present(ratio) {
+		it.UsedRatio = ptr(ratio)
+	}
+}
+
+// rateItem is an item whose value is the summed rate of counters over
+// the window: the rise of each from the first sample to the last
+// (alerts.CounterDelta), those not read left out.
+func (b *builder) rateItem(i int, it *collector.Item, source string) Item {
+	out := Item{ID: it.ID, What: it.What, Unit: it.Unit}
+	sum, read := 0.0, false
+	for _, name := range it.Rate {
+		a, z := b.in.First.Get(name), b.s.Get(name)
+		if collector.Present(a) && collector.Present(z) {
+			sum += alerts.CounterDelta(a, z)
+			read = true
+		}
+	}
+	if read {
+		out.RatePerSecond = ptr(sum / b.window)
+	} else {
+		out.Status, out.Reason = Unknown, b.reason(source)
+	}
+	b.judge(&out, i)
+	return out
+}
+
+// alerting reports whether a rule placed on item i alerts for labels.
+func (b *builder) alerting(i int, labels map[string]string) bool {
+	for _, fi := range b.findings(i, labels) {
+		if b.in.Findings[fi].Status == alerts.CheckAlert {
 			return true
 		}
 	}
 	return false
 }
 
-// judge attaches the findings of the item's rules: those that alert, and
-// the names of those that could not be judged.
-func (b *builder) judge(it *Item) {
-	for i, f := range b.in.Findings {
-		if ruleItems[f.Rule.Name] != it.ID || !sameListener(f.Labels, it.Labels) {
-			continue
-		}
+// judge attaches the findings placed on item i for the item's entity:
+// those that alert, and the names of those that could not be judged.
+func (b *builder) judge(it *Item, i int) {
+	for _, fi := range b.findings(i, it.Labels) {
+		f := b.in.Findings[fi]
 		switch f.Status {
 		case alerts.CheckAlert:
-			b.used[i] = true
 			b.attach(it, f)
 		case alerts.CheckNoData:
 			if it.Status != Unknown && !slices.Contains(it.NotJudged, f.Rule.Name) {
@@ -390,44 +458,18 @@ func (b *builder) attach(it *Item, f alerts.Finding) {
 // reason explains why a source's data is missing.
 func (b *builder) reason(source string) string {
 	res, ok := b.s.Source(source)
+	decl, _ := b.sc.Source(source)
 	switch {
 	case !ok:
 		return source + " did not run"
 	case res.NoData:
 		return source + ": not present on this host"
-	case errors.Is(res.Err, collector.ErrPermission) && source == "conntrack_stats":
-		return "conntrack stats need CAP_NET_ADMIN (this kernel has no /proc/net/stat/nf_conntrack): run as root"
+	case errors.Is(res.Err, collector.ErrPermission) && decl != nil && decl.Privilege != "":
+		return decl.Privilege
 	case res.Err != nil:
 		return res.Err.Error()
 	}
 	return "not provided by this kernel"
-}
-
-func sameListener(a, b map[string]string) bool {
-	return a["addr"] == b["addr"] && a["port"] == b["port"]
-}
-
-func listenerLabels(l collector.Listener) map[string]string {
-	addr, port := l.LabelValues()
-	return map[string]string{"addr": addr, "port": port}
-}
-
-func hostPort(labels map[string]string) string {
-	return net.JoinHostPort(labels["addr"], labels["port"])
-}
-
-func fill(l collector.Listener) float64 {
-	if l.AcceptLimit == 0 {
-		return 0
-	}
-	return float64(l.AcceptQueue) / float64(l.AcceptLimit)
-}
-
-func nanToZero(v float64) float64 {
-	if math.IsNaN(v) {
-		return 0
-	}
-	return v
 }
 
 func ptr(v float64) *float64 { return &v }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,88 +17,130 @@ import (
 
 var t0 = time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
 
+// sample is a test's description of one sample of a Valkey host.
+type sample struct {
+	t         time.Time
+	vals      map[string]float64
+	listeners []collector.Listener
+	sources   []collector.SourceResult
+	// noListeners: the listeners source read nothing.
+	noListeners bool
+}
+
 // host returns a sample of a healthy Valkey host at t.
-func host(t time.Time) *collector.Snapshot {
-	s := collector.NewSnapshot(t)
-	s.Sysctls = []collector.Sysctl{
-		{Name: "net.core.somaxconn", Value: 4096},
-		{Name: "net.ipv4.tcp_max_syn_backlog", Value: 4096},
-		{Name: "net.ipv4.tcp_syncookies", Value: 1},
-		{Name: "net.ipv4.tcp_abort_on_overflow", Value: 0},
-		{Name: "net.netfilter.nf_conntrack_max", Value: 262144},
-	}
-	s.TCP = collector.TCPCounters{
-		ListenOverflows: 10, ListenDrops: 10, SyncookiesSent: 0, SyncookiesRecv: 0, SyncookiesFailed: 0,
-		TCPReqQFullDrop: 0, TCPReqQFullDoCookies: 0, ActiveOpens: 1000, PassiveOpens: 50000,
-		AttemptFails: 3, EstabResets: 20, CurrEstab: 2000,
-	}
-	c := &s.Conntrack
-	c.Entries, c.Limit, c.Buckets, c.StatsVia = 4100, 262144, 65536, "procfs"
-	c.Found, c.Invalid, c.Insert, c.InsertFailed, c.Drop, c.EarlyDrop = 10, 2, 90000, 0, 0, 0
-	c.ICMPError, c.SearchRestart, c.ClashResolve, c.ChainTooLong = 0, 0, 0, 0
-	s.Listeners = []collector.Listener{
+func host(t time.Time) *sample {
+	s := &sample{t: t, vals: map[string]float64{
+		"somaxconn": 4096, "tcp_max_syn_backlog": 4096, "syncookies": 1, "tcp_abort_on_overflow": 0, "nf_conntrack_max": 262144,
+		"listen_overflows": 10, "listen_drops": 10, "syncookies_sent": 0, "syncookies_recv": 0, "syncookies_failed": 0,
+		"syn_queue_drops": 0, "syn_queue_cookies": 0, "active_opens": 1000, "passive_opens": 50000,
+		"attempt_fails": 3, "estab_resets": 20, "established": 2000,
+		"conntrack_entries": 4100, "conntrack_limit": 262144, "conntrack_buckets": 65536,
+		"conntrack_found": 10, "conntrack_invalid": 2, "conntrack_insert": 90000, "conntrack_insert_failed": 0,
+		"conntrack_drop": 0, "conntrack_early_drop": 0, "conntrack_icmp_error": 0, "conntrack_search_restart": 0,
+		"conntrack_clash_resolve": 0, "conntrack_chain_too_long": 0,
+	}}
+	s.listeners = []collector.Listener{
 		{Addr: netip.MustParseAddr("0.0.0.0"), Port: 6379, Sockets: 1, AcceptQueue: 0, AcceptLimit: 511},
 		{Addr: netip.MustParseAddr("127.0.0.1"), Port: 16379, Sockets: 1, AcceptQueue: 0, AcceptLimit: 511},
 		{Addr: netip.MustParseAddr("::"), Port: 22, Sockets: 1, AcceptQueue: 0, AcceptLimit: 128},
 	}
-	s.SynRecv = collector.SynRecvInfo{Time: t, Ran: true, Reason: "interval", Dumps: 1}
 	for _, name := range []string{"sysctl", "tcpstat", "conntrack", "conntrack_stats", "listeners"} {
-		s.Sources = append(s.Sources, collector.SourceResult{Name: name, Success: true, Duration: time.Millisecond})
+		s.sources = append(s.sources, collector.SourceResult{Name: name, Success: true, Duration: time.Millisecond})
 	}
 	return s
 }
 
+// snapshot makes the Snapshot, as the sources would have filled it.
+func (s *sample) snapshot() *collector.Snapshot {
+	b := collector.NewBuilder(collector.DefaultSchema(), s.t)
+	for name, v := range s.vals {
+		b.Set(name, v)
+	}
+	for _, r := range s.sources {
+		b.Source(r)
+	}
+	if s.noListeners {
+		return b.Snapshot()
+	}
+	b.EmptyTable(collector.KindListener)
+	var total float64
+	for i := range s.listeners {
+		l := &s.listeners[i]
+		b.Entity(collector.KindListener, l.Addr.String(), strconv.Itoa(int(l.Port))).
+			Set("accept_queue", float64(l.AcceptQueue)).Set("accept_queue_limit", float64(l.AcceptLimit)).
+			Set("accept_queue_fill", l.Fill()).Set("sockets", float64(l.Sockets)).Set("syn_recv", float64(l.SynRecv)).
+			Set("syn_queue_limit", collector.SynQueueLimit(l, s.vals["syncookies"], s.vals["tcp_max_syn_backlog"]))
+		total += float64(l.SynRecv)
+	}
+	b.Set("listeners", float64(len(s.listeners))).Set("syn_recv", total).Set("syn_recv_total", total)
+	return b.Snapshot()
+}
+
 var scenarios = []struct {
 	name     string
-	first    func() *collector.Snapshot // nil: instant check
-	last     func() *collector.Snapshot
+	first    func() *sample // nil: instant check
+	last     func() *sample
 	wantExit int
 }{
-	{"healthy", func() *collector.Snapshot { return host(t0) }, func() *collector.Snapshot {
+	{"healthy", func() *sample { return host(t0) }, func() *sample {
 		s := host(t0.Add(2 * time.Second))
-		s.TCP.PassiveOpens += 60 // 30 new connections a second
+		s.vals["passive_opens"] += 60 // 30 new connections a second
 		return s
 	}, 0},
-	{"storm", func() *collector.Snapshot { return host(t0) }, func() *collector.Snapshot {
+	{"storm", func() *sample { return host(t0) }, func() *sample {
 		// Reconnection storm: the accept queue of 6379 is full and
 		// overflowing, its SYN queue is filling, cookies go out and the
 		// conntrack table is near full.
 		s := host(t0.Add(2 * time.Second))
-		s.TCP.PassiveOpens += 9000
-		s.TCP.ListenOverflows += 2400
-		s.TCP.ListenDrops += 2400
-		s.TCP.SyncookiesSent += 800
-		s.Conntrack.Entries = 214000
-		s.Listeners[0].AcceptQueue, s.Listeners[0].SynRecv = 512, 470
-		s.Listeners[0].MaxFill = 512.0 / 511
+		s.vals["passive_opens"] += 9000
+		s.vals["listen_overflows"] += 2400
+		s.vals["listen_drops"] += 2400
+		s.vals["syncookies_sent"] += 800
+		s.vals["conntrack_entries"] = 214000
+		s.listeners[0].AcceptQueue, s.listeners[0].SynRecv = 512, 470
+		s.listeners[0].MaxFill = 512.0 / 511
 		return s
 	}, 2},
-	{"misconfigured", nil, func() *collector.Snapshot {
+	{"misconfigured", nil, func() *sample {
 		// somaxconn left at the old default caps Valkey's backlog of 511,
 		// and SYN cookies are off.
 		s := host(t0)
-		s.Sysctls[0].Value = 128
-		s.Sysctls[2].Value = 0
-		s.Listeners[0].AcceptLimit, s.Listeners[1].AcceptLimit = 128, 128
+		s.vals["somaxconn"] = 128
+		s.vals["syncookies"] = 0
+		s.listeners[0].AcceptLimit, s.listeners[1].AcceptLimit = 128, 128
 		return s
 	}, 1},
-	{"unprivileged", func() *collector.Snapshot { return host(t0) }, func() *collector.Snapshot {
+	{"unprivileged", func() *sample { return host(t0) }, func() *sample {
 		// A kernel without /proc/net/stat/nf_conntrack, run without
 		// CAP_NET_ADMIN: the conntrack stats cannot be read.
 		s := host(t0.Add(2 * time.Second))
-		for _, f := range []*float64{&s.Conntrack.Drop, &s.Conntrack.EarlyDrop, &s.Conntrack.InsertFailed} {
-			*f = collector.NaN
+		for name := range s.vals {
+			if strings.HasPrefix(name, "conntrack_") && name != "conntrack_entries" && name != "conntrack_limit" && name != "conntrack_buckets" {
+				delete(s.vals, name)
+			}
 		}
-		s.Conntrack.StatsVia = ""
-		s.Sources[3] = collector.SourceResult{Name: "conntrack_stats",
+		s.sources[3] = collector.SourceResult{Name: "conntrack_stats",
 			Err: fmt.Errorf("ctnetlink: %w: needs CAP_NET_ADMIN: %w", collector.ErrPermission, errors.New("operation not permitted"))}
 		return s
 	}, 0},
 }
 
-func build(t *testing.T, first, last *collector.Snapshot) *Report {
+func build(t *testing.T, first, last *sample) *Report {
 	t.Helper()
-	h := collector.NewHistory(2)
+	return buildSnapshots(t, first.snap(), last.snapshot())
+}
+
+// snap is the sample's Snapshot, nil for no sample.
+func (s *sample) snap() *collector.Snapshot {
+	if s == nil {
+		return nil
+	}
+	return s.snapshot()
+}
+
+func buildSnapshots(t *testing.T, first, last *collector.Snapshot) *Report {
+	t.Helper()
+	h := collector.NewHistory(collector.Retention{Host: time.Minute, Kinds: map[string]time.Duration{collector.KindListener: time.Minute}})
 	if first != nil {
 		h.Add(first)
 	}
@@ -111,7 +155,7 @@ func build(t *testing.T, first, last *collector.Snapshot) *Report {
 func TestGolden(t *testing.T) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			var first *collector.Snapshot
+			var first *sample
 			if sc.first != nil {
 				first = sc.first()
 			}
@@ -150,9 +194,9 @@ func TestColor(t *testing.T) {
 }
 
 func TestNothingReadIsUnknown(t *testing.T) {
-	s := collector.NewSnapshot(t0)
+	s := &sample{t: t0, vals: map[string]float64{}, noListeners: true}
 	for _, name := range []string{"sysctl", "tcpstat", "conntrack", "conntrack_stats", "listeners"} {
-		s.Sources = append(s.Sources, collector.SourceResult{Name: name, Err: errors.New("boom")})
+		s.sources = append(s.sources, collector.SourceResult{Name: name, Err: errors.New("boom")})
 	}
 	r := build(t, nil, s)
 	if r.Status != Unknown || r.ExitCode != 3 {
@@ -167,16 +211,18 @@ func TestCoreSourceFailedIsUnknown(t *testing.T) {
 	for _, src := range []string{"listeners", "tcpstat"} {
 		t.Run(src, func(t *testing.T) {
 			first, last := host(t0), host(t0.Add(2*time.Second))
-			for _, s := range []*collector.Snapshot{first, last} {
-				for i := range s.Sources {
-					if s.Sources[i].Name == src {
-						s.Sources[i] = collector.SourceResult{Name: src, Err: errors.New("netlink receive: timeout")}
+			for _, s := range []*sample{first, last} {
+				for i := range s.sources {
+					if s.sources[i].Name == src {
+						s.sources[i] = collector.SourceResult{Name: src, Err: errors.New("netlink receive: timeout")}
 					}
 				}
 				if src == "tcpstat" {
-					s.TCP = collector.NewSnapshot(t0).TCP // nothing read
+					for _, f := range tcpstatNames { // nothing read
+						delete(s.vals, f)
+					}
 				} else {
-					s.Listeners = nil
+					s.noListeners = true
 				}
 			}
 			r := build(t, first, last)
@@ -197,3 +243,6 @@ func TestCoreSourceFailedIsUnknown(t *testing.T) {
 		})
 	}
 }
+
+var tcpstatNames = []string{"listen_overflows", "listen_drops", "syncookies_sent", "syncookies_recv", "syncookies_failed",
+	"syn_queue_drops", "syn_queue_cookies", "active_opens", "passive_opens", "attempt_fails", "estab_resets", "established"}

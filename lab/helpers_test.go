@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/internal/stormlab"
 	"github.com/stormwatch/stormwatch/internal/testbin"
@@ -28,7 +27,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type tcpCounters = collector.TCPCounters
+type tcpCounters = stormlab.TCPCounters
 
 // newLab gives t a namespace and a Lab in it, both gone when t ends.
 func newLab(t *testing.T, tools ...string) *stormlab.Lab {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
@@ -28,29 +27,49 @@ func fixtureSnapshot(t *testing.T, tree string) *collector.Snapshot {
 	t.Cleanup(func() { collector.CloseSources(sources) })
 	var files []collector.Source
 	for _, s := range sources {
-		if s.Name() != "listeners" {
+		if s.Declaration().Name != "listeners" {
 			files = append(files, s)
 		}
 	}
 	at := time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC)
-	snap := collector.NewSampler(files, collector.NewHistory(2)).Sample(context.Background(), at)
-	for i := range snap.Sources {
-		snap.Sources[i].Duration = 1500 * time.Microsecond
+	sampler, err := collector.NewSampler(collector.DefaultSchema(), files, nil, collector.NewHistory(collector.Retention{}))
+	if err != nil {
+		t.Fatal(err)
 	}
-	snap.Sources = append(snap.Sources, collector.SourceResult{Name: "listeners", Success: true, Duration: 250 * time.Microsecond})
-	snap.Listeners = []collector.Listener{
-		{Addr: netip.MustParseAddr("0.0.0.0"), Port: 6379, Sockets: 1, AcceptQueue: 129, AcceptLimit: 128, MaxFill: 129.0 / 128, SynRecv: 256},
-		{Addr: netip.MustParseAddr("::"), Port: 6379, Sockets: 1, AcceptQueue: 3, AcceptLimit: 128, MaxFill: 3.0 / 128, SynRecv: 12},
-		{Addr: netip.MustParseAddr("127.0.0.1"), Port: 16379, Sockets: 4, AcceptQueue: 0, AcceptLimit: 2048, SynRecv: 0},
+	read := sampler.Sample(context.Background(), at)
+	// The same values, with fixed durations and a fixed set of listeners.
+	b := collector.NewBuilder(collector.DefaultSchema(), at)
+	for _, ref := range collector.DefaultSchema().Values(collector.HostKind) {
+		if v := read.Host(ref.Slot); collector.Present(v) {
+			b.Set(ref.Name, v)
+		}
 	}
-	snap.SynRecv = collector.SynRecvInfo{Time: at.Add(-time.Second), Ran: false, Reason: "signal", Dumps: 42, Retries: 1}
-	return snap
+	for _, r := range read.Sources {
+		r.Duration = 1500 * time.Microsecond
+		b.Source(r)
+	}
+	b.Source(collector.SourceResult{Name: "listeners", Success: true, Duration: 250 * time.Microsecond})
+	for _, l := range []struct {
+		addr, port                     string
+		sockets, queue, limit, synRecv float64
+	}{
+		{"0.0.0.0", "6379", 1, 129, 128, 256},
+		{"::", "6379", 1, 3, 128, 12},
+		{"127.0.0.1", "16379", 4, 0, 2048, 0},
+	} {
+		b.Entity(collector.KindListener, l.addr, l.port).Set("sockets", l.sockets).
+			Set("accept_queue", l.queue).Set("accept_queue_limit", l.limit).Set("syn_recv", l.synRecv)
+	}
+	b.Set("listeners", 3).Set("listeners_dropped", 0).
+		Set("syn_recv_last_dump", float64(at.Add(-time.Second).UnixNano())/1e9).SetHostAttr("syn_recv_reason", "signal").
+		Set("syn_recv_dumps", 42).Set("syn_recv_dump_retries", 1).Set("syn_recv_dump_nobufs", 0)
+	return b.Snapshot()
 }
 
 func render(t *testing.T, snap *collector.Snapshot) []byte {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(NewExporter(func() *collector.Snapshot { return snap }, BuildInfo{Version: "1.2.3", Revision: "abc"}))
+	reg.MustRegister(NewExporter(collector.DefaultSchema(), func() *collector.Snapshot { return snap }, BuildInfo{Version: "1.2.3", Revision: "abc"}))
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -88,9 +107,9 @@ func TestNoSnapshotYet(t *testing.T) {
 func TestFailedListenersSource(t *testing.T) {
 	// The LISTEN dump failed: no listener is known, so no listener series,
 	// and no claim that none were dropped.
-	snap := collector.NewSnapshot(time.Unix(0, 0))
-	snap.Sources = []collector.SourceResult{{Name: "listeners", Err: errors.New("boom")}}
-	got := render(t, snap)
+	b := collector.NewBuilder(collector.DefaultSchema(), time.Unix(0, 0)).
+		Source(collector.SourceResult{Name: "listeners", Err: errors.New("boom")})
+	got := render(t, b.Snapshot())
 	if bytes.Contains(got, []byte("stormwatch_listener_")) || bytes.Contains(got, []byte("stormwatch_listeners_dropped")) {
 		t.Errorf("listener series exported for a failed LISTEN dump:\n%s", got)
 	}
@@ -99,16 +118,15 @@ func TestFailedListenersSource(t *testing.T) {
 	}
 
 	// Only the SYN_RECV dump failed: the listeners the LISTEN dump found
-	// are still exported, with the carried SYN_RECV counts.
-	snap.Listeners = []collector.Listener{{Addr: netip.MustParseAddr("0.0.0.0"), Port: 6379, Sockets: 1, AcceptQueue: 3, AcceptLimit: 511, SynRecv: 2}}
-	snap.SynRecv = collector.SynRecvInfo{Time: time.Unix(0, 0), Reason: "interval", Dumps: 1}
-	got = render(t, snap)
-	for _, want := range []string{
-		`stormwatch_listener_accept_queue_length{addr="0.0.0.0",port="6379"} 3`,
-		`stormwatch_listener_syn_recv{addr="0.0.0.0",port="6379"} 2`,
-	} {
-		if !bytes.Contains(got, []byte(want)) {
-			t.Errorf("missing %s after a failed SYN_RECV dump:\n%s", want, got)
-		}
+	// are exported, without a SYN_RECV count (no data, not an old one).
+	b = collector.NewBuilder(collector.DefaultSchema(), time.Unix(0, 0)).
+		Source(collector.SourceResult{Name: "listeners", Err: errors.New("SYN_RECV dump: boom")})
+	b.Entity(collector.KindListener, "0.0.0.0", "6379").Set("sockets", 1).Set("accept_queue", 3).Set("accept_queue_limit", 511)
+	got = render(t, b.Snapshot())
+	if want := `stormwatch_listener_accept_queue_length{addr="0.0.0.0",port="6379"} 3`; !bytes.Contains(got, []byte(want)) {
+		t.Errorf("missing %s after a failed SYN_RECV dump:\n%s", want, got)
+	}
+	if bytes.Contains(got, []byte("stormwatch_listener_syn_recv")) {
+		t.Errorf("a SYN_RECV count exported after a failed dump:\n%s", got)
 	}
 }

@@ -61,48 +61,92 @@ func TestParseSysctlErrors(t *testing.T) {
 	}
 }
 
-func TestTCPStats(t *testing.T) {
-	nan := math.NaN()
+func TestNetstat(t *testing.T) {
 	tests := []struct {
-		tree string
-		want TCP
+		tree                      string
+		overflows, passive, estab float64
+		reqQFull                  bool
 	}{
-		{"linux-6.18", TCP{
-			ListenOverflows: 0, ListenDrops: 0,
-			SyncookiesSent: 0, SyncookiesRecv: 0, SyncookiesFailed: 0,
-			TCPReqQFullDrop: 0, TCPReqQFullDoCookies: 0,
-			ActiveOpens: 24, PassiveOpens: 2, AttemptFails: 0, EstabResets: 0, CurrEstab: 0,
-		}},
-		// The older layout has no TCPReqQFull* fields: they stay NaN.
-		{"linux-2.6.32", TCP{
-			ListenOverflows: 52311, ListenDrops: 52311,
-			SyncookiesSent: 1843, SyncookiesRecv: 1702, SyncookiesFailed: 96,
-			TCPReqQFullDrop: nan, TCPReqQFullDoCookies: nan,
-			ActiveOpens: 1203312, PassiveOpens: 88412300, AttemptFails: 2231,
-			EstabResets: 901223, CurrEstab: 10231,
-		}},
+		{"linux-6.18", 0, 2, 0, true},
+		// The older layout has no TCPReqQFull* fields.
+		{"linux-2.6.32", 52311, 88412300, 10231, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.tree, func(t *testing.T) {
-			got, err := fixture(t, tt.tree).TCPStats()
+			got, err := fixture(t, tt.tree).Netstat()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, got, nanEqual); diff != "" {
-				t.Errorf("TCPStats (-want +got):\n%s", diff)
+			if got.TcpExt == nil || got.Tcp == nil {
+				t.Fatalf("Netstat = %+v, want both parts", got)
+			}
+			if v := got.TcpExt.ListenOverflows; v == nil || *v != tt.overflows {
+				t.Errorf("ListenOverflows = %v, want %v", v, tt.overflows)
+			}
+			if v := got.Tcp.PassiveOpens; v == nil || *v != tt.passive {
+				t.Errorf("PassiveOpens = %v, want %v", v, tt.passive)
+			}
+			if v := got.Tcp.CurrEstab; v == nil || *v != tt.estab {
+				t.Errorf("CurrEstab = %v, want %v", v, tt.estab)
+			}
+			if (got.TcpExt.TCPReqQFullDrop != nil) != tt.reqQFull {
+				t.Errorf("TCPReqQFullDrop = %v, want present %v", got.TcpExt.TCPReqQFullDrop, tt.reqQFull)
 			}
 		})
 	}
 }
 
-func TestTCPStatsMissing(t *testing.T) {
-	got, err := fixture(t, "empty").TCPStats()
+func TestNetstatMissing(t *testing.T) {
+	got, err := fixture(t, "empty").Netstat()
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("error = %v, want os.ErrNotExist", err)
 	}
-	if !math.IsNaN(got.ListenOverflows) || !math.IsNaN(got.PassiveOpens) {
+	if got.TcpExt != nil || got.Tcp != nil {
 		t.Errorf("missing files gave values: %+v", got)
 	}
+}
+
+// FuzzNetstat feeds /proc/net/netstat and /proc/net/snmp contents through
+// the reader (prometheus/procfs's parsers, as the daemon calls them): any
+// input gives values or an error, never a panic or a hang.
+func FuzzNetstat(f *testing.F) {
+	for _, tree := range []string{"linux-6.18", "linux-2.6.32"} {
+		net := filepath.Join("..", "testdata", tree, "proc", "self", "net")
+		ns, err1 := os.ReadFile(filepath.Join(net, "netstat"))
+		sn, err2 := os.ReadFile(filepath.Join(net, "snmp"))
+		if err1 != nil || err2 != nil {
+			f.Fatal(err1, err2)
+		}
+		f.Add(ns, sn)
+	}
+	f.Add([]byte("TcpExt: A\nTcpExt: x\n"), []byte("Tcp: B C\nTcp: 1\n"))
+	root := f.TempDir()
+	dir := filepath.Join(root, "proc", "1", "net")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.Symlink("1", filepath.Join(root, "proc", "self")); err != nil {
+		f.Fatal(err)
+	}
+	fs, err := NewFS(root)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, netstat, snmp []byte) {
+		if len(netstat)+len(snmp) > 64<<10 {
+			return // far larger than the kernel's files
+		}
+		if err := os.WriteFile(filepath.Join(dir, "netstat"), netstat, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "snmp"), snmp, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := fs.Netstat()
+		if err == nil && (got.TcpExt == nil || got.Tcp == nil) {
+			t.Fatalf("no error but a part missing: %+v", got)
+		}
+	})
 }
 
 // sums returns every counter of st summed over its CPUs.

@@ -143,6 +143,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rulesCmd := app.Command("rules", "Print the effective rules (built-in, or as --config makes them), or validate rules files with --check. Exit 0 valid, 3 invalid.")
 	rulesCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&rf.configFile)
 	rulesCmd.Flag("check", "Validate the rules files given as arguments instead.").BoolVar(&rf.checkMode)
+	rulesCmd.Flag("vocabulary", "Print what rule conditions may name instead: every scope, value and function.").BoolVar(&rf.vocabulary)
 	rulesCmd.Arg("files", "Rules files to validate with --check.").StringsVar(&rf.check)
 
 	cmd, err := app.Parse(args)

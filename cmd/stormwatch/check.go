@@ -48,8 +48,12 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 		return exitUnknown
 	}
 	defer collector.CloseSources(sources)
-	history := collector.NewHistory(2)
-	sampler := collector.NewSampler(sources, history)
+	history := collector.NewHistory(collector.Retention{Host: f.window, Kinds: map[string]time.Duration{collector.KindListener: f.window}})
+	sampler, err := collector.NewSampler(collector.DefaultSchema(), sources, nil, history)
+	if err != nil {
+		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
+		return exitUnknown
+	}
 	ctx := context.Background()
 	in := diagnose.Input{}
 	in.Host, _ = os.Hostname()

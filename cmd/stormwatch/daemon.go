@@ -71,8 +71,13 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		return exitUnknown
 	}
 	defer collector.CloseSources(sources)
-	history := collector.NewHistory(f.collect.historyFor(rules))
-	sampler := collector.NewSampler(sources, history)
+	schema := collector.DefaultSchema()
+	history := collector.NewHistory(f.collect.retention(rules))
+	sampler, err := collector.NewSampler(schema, sources, nil, history)
+	if err != nil {
+		logger.Error("cannot start sampling", "err", err)
+		return exitUnknown
+	}
 	sampler.Timeout = max(f.collect.interval, time.Second)
 	engine := alerts.NewEngine(rules, alerts.Options{})
 
@@ -99,7 +104,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
-		metrics.NewExporter(sampler.Latest, metrics.BuildInfo{Version: version.Version, Revision: version.GetRevision()}),
+		metrics.NewExporter(schema, sampler.Latest, metrics.BuildInfo{Version: version.Version, Revision: version.GetRevision()}),
 		metrics.NewAlertsExporter(engine.Active),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "stormwatch"}),
 		collectors.NewGoCollector(),
@@ -124,7 +129,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	}
 
 	logger.Info("starting stormwatch", "version", version.Info(), "interval", f.collect.interval,
-		"rules", len(rules), "history", history.Cap())
+		"rules", len(rules), "history", history.Retention().Host)
 	// Bind first: a port already taken ends the start before systemd is
 	// told the daemon is ready.
 	listeners, err := bindWeb(f.web)
@@ -181,11 +186,13 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	return code
 }
 
-// historyFor sizes the History: what the flag asks, and at least what the
-// rules' longest window needs at the sampling interval.
-func (f *collectFlags) historyFor(rules []*alerts.Rule) int {
-	need := int(math.Ceil(float64(alerts.Lookback(rules))/float64(f.interval))) + 5
-	return max(f.historySize, need, 2)
+// retention sizes the History: host values for what the flag asks and at
+// least what the rules' longest host window needs; each entity kind's for
+// the longest window of the rules over it.
+func (f *collectFlags) retention(rules []*alerts.Rule) collector.Retention {
+	r := alerts.Retention(rules, f.interval)
+	r.Host = max(r.Host, time.Duration(f.historySize)*f.interval)
+	return r
 }
 
 func newHandler(reg *prometheus.Registry, f *daemonFlags, engine *alerts.Engine, rl *reloader) (http.Handler, error) {
@@ -275,9 +282,7 @@ func (rl *reloader) reload() error {
 		return err
 	}
 	rl.engine.SetRules(rules)
-	if need := rl.collect.historyFor(rules); need > rl.history.Cap() {
-		rl.history.Resize(need)
-	}
+	rl.history.SetRetention(rl.collect.retention(rules))
 	rl.succeeded(time.Now())
 	rl.logger.Info("reloaded", "file", rl.configFile, "rules", len(rules))
 	return nil
@@ -387,11 +392,12 @@ func (l *sampleLoop) logSources(snap *collector.Snapshot) {
 		}
 		l.lastErr[r.Name] = msg
 	}
-	if snap.ListenersDropped > 0 && !l.capWarned {
+	dropped := snap.Get("listeners_dropped")
+	if dropped > 0 && !l.capWarned {
 		l.logger.Warn("listener cap reached: the least busy listeners are not exported; raise --collect.listeners.max or filter ports",
-			"exported", len(snap.Listeners), "dropped", snap.ListenersDropped)
+			"exported", snap.Get("listeners"), "dropped", dropped)
 	}
-	l.capWarned = snap.ListenersDropped > 0
+	l.capWarned = dropped > 0
 }
 
 func (l *sampleLoop) logEval(err error) {

@@ -12,12 +12,20 @@ type rulesFlags struct {
 	configFile string
 	checkMode  bool
 	check      []string
+	vocabulary bool
 }
 
 // runRules prints the effective rules, or with --check validates rules
 // files with the daemon's loader: exit 0 when every file is valid, 3
 // (exitUnknown: bad config) otherwise, every problem printed with its line.
 func runRules(f *rulesFlags, stdout, stderr io.Writer) int {
+	if f.vocabulary {
+		if err := writeVocabulary(stdout, defaultVocabulary()); err != nil {
+			fmt.Fprintf(stderr, "stormwatch: %v\n", err)
+			return exitUnknown
+		}
+		return exitOK
+	}
 	if f.checkMode != (len(f.check) > 0) {
 		fmt.Fprintln(stderr, "stormwatch: rules files are validated with --check FILE... (try --help)")
 		return exitUnknown

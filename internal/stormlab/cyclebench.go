@@ -182,40 +182,26 @@ func timeCycle(ctx context.Context, cfg collector.ListenerConfig, sampler bool, 
 	defer collector.CloseSources(sources)
 	dumps := 0
 	var fn func() error
+	var s *collector.Sampler
 	if sampler {
-		s := collector.NewSampler(sources, collector.NewHistory(2))
-		fn = func() error {
-			snap := s.Sample(ctx, time.Now())
-			for _, r := range snap.Sources {
-				if r.Err != nil {
-					return fmt.Errorf("%s: %w", r.Name, r.Err)
-				}
-			}
-			if snap.SynRecv.Ran {
-				dumps++
-			}
-			return nil
-		}
+		s, err = collector.NewSampler(collector.DefaultSchema(), sources, nil, collector.NewHistory(collector.Retention{}))
 	} else {
-		var src collector.Source
-		for _, s := range sources {
-			if s.Name() == "listeners" {
-				src = s
+		s, err = listenersOnly(sources)
+	}
+	if err != nil {
+		return Timing{}, err
+	}
+	fn = func() error {
+		snap := s.Sample(ctx, time.Now())
+		for _, r := range snap.Sources {
+			if r.Err != nil {
+				return fmt.Errorf("%s: %w", r.Name, r.Err)
 			}
 		}
-		blank := *collector.NewSnapshot(time.Time{})
-		snap := new(collector.Snapshot)
-		fn = func() error {
-			*snap = blank
-			snap.Time = time.Now()
-			if err := src.Collect(ctx, snap); err != nil {
-				return err
-			}
-			if snap.SynRecv.Ran {
-				dumps++
-			}
-			return nil
+		if collector.SynRecvRan(snap) {
+			dumps++
 		}
+		return nil
 	}
 	t, err := timeRuns(minTime, maxRuns, fn, func() { dumps = 0 })
 	t.SynRecvDumps = dumps

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +23,7 @@ type ProbeSample struct {
 	// (LISTEN dump; SYN_RECV counts as of its own cadence).
 	Listeners []collector.Listener
 	// TCP counters of the namespace.
-	TCP collector.TCPCounters
+	TCP TCPCounters
 	// ConntrackEntries is nf_conntrack_count, NaN without conntrack.
 	ConntrackEntries float64
 }
@@ -72,14 +73,8 @@ func (l *Lab) StartProbe(interval time.Duration, ports ...int) (*Probe, error) {
 				return err
 			}
 			defer collector.CloseSources(sources)
-			var src collector.Source
-			for _, s := range sources {
-				if s.Name() == "listeners" {
-					src = s
-				}
-			}
-			if src == nil {
-				err := errors.New("collector has no listeners source")
+			src, err := listenersOnly(sources, "sysctl", "tcpstat")
+			if err != nil {
 				ready <- err
 				return err
 			}
@@ -118,19 +113,38 @@ func (l *Lab) StartProbe(interval time.Duration, ports ...int) (*Probe, error) {
 	return p, nil
 }
 
+// listenersOnly returns a Sampler running only the listeners source of
+// sources, and the sources named in with (their values feed it: tcpstat's
+// counters drive the SYN_RECV cadence).
+func listenersOnly(sources []collector.Source, with ...string) (*collector.Sampler, error) {
+	var run []collector.Source
+	found := false
+	for _, s := range sources {
+		switch name := s.Declaration().Name; {
+		case name == "listeners":
+			run, found = append(run, s), true
+		case slices.Contains(with, name):
+			run = append(run, s)
+		}
+	}
+	if !found {
+		return nil, errors.New("collector has no listeners source")
+	}
+	return collector.NewSampler(collector.DefaultSchema(), run, nil, collector.NewHistory(collector.Retention{}))
+}
+
 // probeOnce takes one sample on the calling thread (inside the namespace).
-func probeOnce(src collector.Source) (ProbeSample, error) {
+func probeOnce(src *collector.Sampler) (ProbeSample, error) {
 	now := time.Now()
-	snap := collector.NewSnapshot(now)
 	tcp, err := readCounters()
 	if err != nil {
 		return ProbeSample{}, err
 	}
-	snap.TCP = tcp
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := src.Collect(ctx, snap); err != nil {
-		return ProbeSample{}, err
+	snap := src.Sample(ctx, now)
+	if r, _ := snap.Source("listeners"); r.Err != nil {
+		return ProbeSample{}, r.Err
 	}
 	ct := collector.NaN
 	if b, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_count"); err == nil {
@@ -138,7 +152,7 @@ func probeOnce(src collector.Source) (ProbeSample, error) {
 			ct = v
 		}
 	}
-	return ProbeSample{Time: now, Listeners: snap.Listeners, TCP: tcp, ConntrackEntries: ct}, nil
+	return ProbeSample{Time: now, Listeners: collector.Listeners(snap), TCP: tcp, ConntrackEntries: ct}, nil
 }
 
 // Latest returns the newest sample.

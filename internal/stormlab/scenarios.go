@@ -372,15 +372,15 @@ func (l *Lab) Listeners(ctx context.Context) ([]collector.Listener, error) {
 			return err
 		}
 		defer collector.CloseSources(sources)
-		for _, src := range sources {
-			if src.Name() == "listeners" {
-				snap := collector.NewSnapshot(time.Now())
-				if err := src.Collect(ctx, snap); err != nil {
-					return err
-				}
-				out = snap.Listeners
-			}
+		s, err := listenersOnly(sources, "sysctl")
+		if err != nil {
+			return err
 		}
+		snap := s.Sample(ctx, time.Now())
+		if r, _ := snap.Source("listeners"); r.Err != nil {
+			return r.Err
+		}
+		out = collector.Listeners(snap)
 		return nil
 	})
 	return out, err

@@ -74,7 +74,7 @@ func TestSummarise(t *testing.T) {
 		return ProbeSample{
 			Time:      t0.Add(time.Duration(ms) * time.Millisecond),
 			Listeners: []collector.Listener{{Port: 6379, AcceptQueue: queue, AcceptLimit: 128}},
-			TCP:       collector.TCPCounters{PassiveOpens: opens, ListenOverflows: overflows},
+			TCP:       TCPCounters{PassiveOpens: opens, ListenOverflows: overflows},
 		}
 	}
 	// 100 opens/s for a second, then 1000 in the next half second: the

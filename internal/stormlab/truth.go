@@ -7,27 +7,35 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"github.com/stormwatch/stormwatch/collector"
 )
 
 // Ground truth: what the kernel's own tools say, to hold stormwatch's
 // numbers against. Product code never shells out; the lab does.
 
+// TCPCounters are the namespace's Tcp and TcpExt counters that describe a
+// storm, as the lab reads them itself (ground truth), NaN when absent.
+type TCPCounters struct {
+	ListenOverflows, ListenDrops                         float64
+	SyncookiesSent, SyncookiesRecv, SyncookiesFailed     float64
+	TCPReqQFullDrop, TCPReqQFullDoCookies                float64
+	ActiveOpens, PassiveOpens, AttemptFails, EstabResets float64
+	CurrEstab                                            float64
+}
+
 // Counters reads the namespace's Tcp and TcpExt counters from
 // /proc/net/netstat and /proc/net/snmp as seen from inside it (what nstat
 // reads).
-func (l *Lab) Counters() (collector.TCPCounters, error) {
-	var c collector.TCPCounters
+func (l *Lab) Counters() (TCPCounters, error) {
+	var c TCPCounters
 	err := l.NS.Do(func() error {
 		var err error
 		c, err = readCounters()
@@ -37,8 +45,9 @@ func (l *Lab) Counters() (collector.TCPCounters, error) {
 }
 
 // readCounters reads the counters of the calling thread's namespace.
-func readCounters() (collector.TCPCounters, error) {
-	c := collector.NewSnapshot(time.Time{}).TCP
+func readCounters() (TCPCounters, error) {
+	nan := math.NaN()
+	c := TCPCounters{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan}
 	v := map[string]float64{}
 	for _, f := range []string{"/proc/thread-self/net/netstat", "/proc/thread-self/net/snmp"} {
 		b, err := os.ReadFile(f)
