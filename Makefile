@@ -34,6 +34,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseConntrackStat -fuzztime $(FUZZTIME)
 	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseSysctl -fuzztime $(FUZZTIME)
+	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseSoftnetStat -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/sockdiag -run '^$$' -fuzz FuzzParseInetDiagMsg -fuzztime $(FUZZTIME)
 
 # Collection cycle, /metrics, daemon CPU and memory against ss and
