@@ -259,8 +259,8 @@ func softnet(columns int, rows ...[3]int) SoftnetStat {
 func TestSoftnetTotals(t *testing.T) {
 	const top = 1<<32 - 1
 	steps := []struct {
-		name                string
-		read                SoftnetStat
+		name               string
+		read               SoftnetStat
 		processed, dropped float64
 	}{
 		{"first read: the kernel's sums", softnet(15, [3]int{0, 100, 1}, [3]int{1, 200, 2}), 300, 3},
