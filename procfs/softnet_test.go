@@ -341,3 +341,24 @@ func FuzzParseSoftnetStat(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSoftnetStat reads this host's /proc/net/softnet_stat and
+// follows its totals, as a collector cycle does.
+func BenchmarkSoftnetStat(b *testing.B) {
+	fs, err := NewFS("/")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := fs.SoftnetStat(); err != nil {
+		b.Skipf("no softnet_stat here: %v", err)
+	}
+	var tot SoftnetTotals
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := fs.SoftnetStat()
+		if err != nil {
+			b.Fatal(err)
+		}
+		tot.Update(st)
+	}
+}

@@ -4,12 +4,13 @@
 // their meaning.
 //
 //	r, err := netdev.Open(netdev.Options{Exclude: []string{"veth*"}})
+//	...
 //	defer r.Close()
-//	devs, err := r.Read(ctx) // once per cycle
+//	devs, err := r.Read(ctx) // once per cycle; devs is reused by the next Read
 //	for _, d := range devs {
-//		d.Counters.RxDropped, d.Counters.RxMissedErrors
-//		d.AllowanceExceeded[netdev.PPS] // {Value, Present}
-//		d.ConntrackAllowanceAvailable   // {Value, Present}
+//		dropped := d.Counters.RxDropped            // and RxMissedErrors, …
+//		pps := d.AllowanceExceeded[netdev.PPS]     // netdev.Stat{Value, Present}
+//		left := d.ConntrackAllowanceAvailable      // netdev.Stat{Value, Present}
 //	}
 //
 // # Design

@@ -26,7 +26,8 @@ const (
 // ConntrackAvailableStatName is the name of the ENA ethtool statistic
 // holding the number of tracked connections the instance can still open
 // before reaching its allowance (a gauge). The driver reports it from 2.8.1
-// (Linux 6.12 in-tree) on Nitro instances.
+// (github.com/amzn/amzn-drivers; the in-tree driver since late 2024) on
+// Nitro instances.
 const ConntrackAvailableStatName = "conntrack_allowance_available"
 
 // ena is the one table of the ENA driver's ethtool statistics stormwatch
