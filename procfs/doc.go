@@ -1,6 +1,7 @@
 // Package procfs reads the parts of /proc that describe a connection storm:
-// the sysctls that size the SYN and accept queues and the conntrack table,
-// the TcpExt and Tcp counters, and the conntrack per-CPU statistics.
+// the sysctls that size the SYN and accept queues, the conntrack table and
+// the per-CPU packet backlog, the TcpExt and Tcp counters, the conntrack
+// per-CPU statistics and the per-CPU softnet (packet backlog) statistics.
 //
 // Every reader is rooted at a directory given to NewFS ("/" in production, a
 // fixture tree under testdata/ in tests) and splits reading (a size-capped
@@ -10,7 +11,12 @@
 // /proc/net/stat/nf_conntrack is parsed here, by its header names, because
 // prometheus/procfs either globs and parses every file in /proc/net/stat on
 // each call (FS.NetStat) or maps columns by position with pre-6.x names
-// (FS.ConntrackStat).
+// (FS.ConntrackStat). /proc/net/softnet_stat is parsed here too, by
+// position as its layout grew from 9 columns (2.6.x) to 15 (6.4+): see
+// FS.SoftnetStat for why prometheus/procfs's parser does not serve.
+//
+// Per-CPU counters are 32-bit and wrap; SoftnetTotals turns the softnet
+// ones into totals that only grow.
 //
 // A file the kernel does not provide (a module not loaded, an older kernel)
 // yields an error wrapping os.ErrNotExist; a file that cannot be parsed
