@@ -459,6 +459,22 @@ func (n *Notifier) Run(ctx context.Context) {
 		}
 		n.mu.Unlock()
 	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Once a flush starts, its bound ends everything: the waits, and the
+	// POSTs under way too, whenever they started.
+	go func() {
+		select {
+		case <-n.flushReq:
+			n.mu.Lock()
+			fctx := n.flushCtx
+			n.mu.Unlock()
+			stop := context.AfterFunc(fctx, cancel)
+			<-ctx.Done()
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, q := range n.ams {
 		wg.Go(func() { n.deliver(ctx, q) })
@@ -563,26 +579,15 @@ func (n *Notifier) Stats() NotifierStats {
 	return s
 }
 
-// deliver posts q's queue until ctx is done, or, once a flush started,
-// until the queue is empty or the flush's context is done.
+// deliver posts q's queue until ctx is done or, once a flush started,
+// the queue is empty. Run cancels ctx when the flush's context ends.
 func (n *Notifier) deliver(ctx context.Context, q *amQueue) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	flushReq := n.flushReq
 	flushing := false
-	release := func() {}
-	defer func() { release() }()
 	startFlush := func() {
-		n.mu.Lock()
-		fctx := n.flushCtx
-		n.mu.Unlock()
-		// From now on the POSTs and waits end with Run's context or the
-		// flush's, whichever is first.
-		bounded, cancel := context.WithCancel(ctx)
-		stop := context.AfterFunc(fctx, cancel)
-		release = func() { stop(); cancel() }
-		ctx = bounded
 		flushReq, flushing = nil, true
 		q.retryAt = time.Time{} // one more try at once
 	}

@@ -435,3 +435,29 @@ func TestDefaultInstance(t *testing.T) {
 		t.Errorf("DefaultInstance(:9955) = %q, %v; want hostname:9955", host, err)
 	}
 }
+
+// TestNotifierFlushCancelsPOSTUnderWay: a POST that started before the
+// flush, to an Alertmanager that hangs, ends with the flush's bound, not
+// with its own (long) Timeout.
+func TestNotifierFlushCancelsPOSTUnderWay(t *testing.T) {
+	am := newFakeAM(t)
+	am.block = make(chan struct{})
+	defer close(am.block)
+	n, err := NewNotifier(NotifierOptions{URLs: []string{am.URL + "/prefix"}, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go n.Run(context.Background())
+	n.Send(at(0), []Alert{firing("A", 0, 0)})
+	waitFor(t, "the POST under way", func() bool { return len(am.triesSince(0)) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = n.Flush(ctx)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Flush took %s with a 200ms bound and a POST hung under way", d)
+	}
+	if !errors.Is(err, ErrNotDelivered) {
+		t.Errorf("Flush: %v, want ErrNotDelivered", err)
+	}
+}
