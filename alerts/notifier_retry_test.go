@@ -116,8 +116,8 @@ func TestNotifierRetriesUntilRecovery(t *testing.T) {
 		t.Errorf("delivered %s after Alertmanager recovered, want within MaxBackoff %s", delay, opts.MaxBackoff)
 	}
 	tries := am.triesSince(0)
-	if len(tries) < 4 {
-		t.Fatalf("%d tries in 1.5s of failures, want retries", len(tries))
+	if len(tries) < 3 {
+		t.Fatalf("%d tries (the last one delivered) over 1.5s of failures, want retries", len(tries))
 	}
 	// The server sees a try at least the wait after the previous one was
 	// answered, so a gap is never below the wait's lower bound.
@@ -191,11 +191,12 @@ func TestNotifierAlertmanagersIndependent(t *testing.T) {
 	}
 }
 
-// TestNotifierOnErrorRateLimited: with Alertmanager failing every ~20ms,
-// OnError is called at the first failure, then at most once per
-// ErrorInterval with the count since the previous call; the URL and
+// TestNotifierOnErrorRateLimited: with Alertmanager failing every few
+// milliseconds, OnError is called at the first failure, then at most once
+// per ErrorInterval with the count since the previous call; the URL and
 // error never show the password; OnRecover closes the run with its full
-// count.
+// count. The test runs until three calls were made, however long the
+// machine takes; without the limit, calls would come one POST apart.
 func TestNotifierOnErrorRateLimited(t *testing.T) {
 	am := newFakeAM(t)
 	am.status.Store(http.StatusServiceUnavailable)
@@ -216,7 +217,7 @@ func TestNotifierOnErrorRateLimited(t *testing.T) {
 		calls []call
 	)
 	recovered := make(chan call, 10)
-	const interval = 300 * time.Millisecond
+	const interval = 500 * time.Millisecond
 	n := startNotifier(t, NotifierOptions{
 		URLs:           []string{u.String()},
 		InitialBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
@@ -232,7 +233,19 @@ func TestNotifierOnErrorRateLimited(t *testing.T) {
 	})
 	start := time.Now()
 	n.Send(at(0), []Alert{firing("A", 0, 0)})
-	time.Sleep(1600 * time.Millisecond)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		k := len(calls)
+		mu.Unlock()
+		if k >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d OnError calls in 30s of failures, want one per %s", k, interval)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	am.status.Store(0)
 	am.wait(t)
 	var rec call
@@ -248,9 +261,6 @@ func TestNotifierOnErrorRateLimited(t *testing.T) {
 	failedPOSTs := n.Stats().Failed // one alert per POST
 
 	redacted := strings.Replace(u.String(), "s3cret", "xxxxx", 1)
-	if len(cs) < 2 {
-		t.Fatalf("%d OnError calls in 1.6s of failures, want one per %s", len(cs), interval)
-	}
 	if cs[0].failures != 1 {
 		t.Errorf("first call reports %d failures, want 1 (the first failure, at once)", cs[0].failures)
 	}
@@ -272,14 +282,11 @@ func TestNotifierOnErrorRateLimited(t *testing.T) {
 	if maxCalls := 1 + int(elapsed/interval); len(cs) > maxCalls {
 		t.Errorf("%d calls in %s, want at most %d", len(cs), elapsed, maxCalls)
 	}
-	if failedPOSTs < uint64(3*len(cs)) {
-		t.Errorf("%d failed POSTs for %d calls: the failures were not retried often enough to test the limit", failedPOSTs, len(cs))
+	if reported > failedPOSTs || reported < uint64(len(cs)) {
+		t.Errorf("calls report %d failures in all, want between %d (one per call) and the %d failed POSTs", reported, len(cs), failedPOSTs)
 	}
-	if reported > failedPOSTs {
-		t.Errorf("calls report %d failures, more than the %d failed POSTs", reported, failedPOSTs)
-	}
-	if rec.url != redacted || rec.failures != failedPOSTs || rec.down < 1500*time.Millisecond {
-		t.Errorf("OnRecover(%q, %d, %s), want (%q, %d, at least 1.5s)", rec.url, rec.failures, rec.down, redacted, failedPOSTs)
+	if rec.url != redacted || rec.failures != failedPOSTs || rec.down < 2*interval {
+		t.Errorf("OnRecover(%q, %d, %s), want (%q, %d, at least %s)", rec.url, rec.failures, rec.down, redacted, failedPOSTs, 2*interval)
 	}
 	t.Logf("%d failed POSTs, %d OnError calls, down %s", failedPOSTs, len(cs), rec.down)
 }
@@ -323,12 +330,13 @@ func TestNotifierFlushBounded(t *testing.T) {
 	}
 	go n.Run(context.Background())
 	n.Send(at(0), []Alert{firing("A", 0, 0), firing("B", 0, 0)})
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	waitFor(t, "a failed try", func() bool { return n.Stats().Failed > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	start := time.Now()
-	err = n.Flush(ctx)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Flush took %s with a 300ms bound", d)
+	err = n.Flush(ctx) // tries again at once, then backs off
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Flush took %s with a 1s bound", d)
 	}
 	want := fmt.Sprintf("alertmanager %s/prefix: 2 alerts not delivered (last error: alertmanager answered 503 Service Unavailable: maintenance window)", am.URL)
 	if err == nil || err.Error() != want || !errors.Is(err, ErrNotDelivered) {
