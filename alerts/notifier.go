@@ -99,7 +99,7 @@ type NotifierOptions struct {
 	// redacted), the latest error and the number of POSTs to it that
 	// failed since the previous call (or since the Notifier was made).
 	// It runs on that Alertmanager's sending goroutine: keep it short (a
-	// log line).
+	// log line); calls for different Alertmanagers may run at once.
 	OnError func(url string, err error, failures uint64)
 	// OnRecover, when set, is called when a POST succeeds after a run of
 	// failures that OnError reported, with the number of POSTs that failed
