@@ -82,9 +82,9 @@ type NotifierOptions struct {
 	// every wait is jittered by ±20% and never longer than MaxBackoff.
 	InitialBackoff time.Duration
 	// MaxBackoff caps the wait between two tries to one Alertmanager
-	// (default 10s): what is queued reaches an Alertmanager at most
-	// MaxBackoff after it is back, at the cost of one POST per MaxBackoff
-	// while it is down.
+	// (default 10s, at least InitialBackoff): what is queued reaches an
+	// Alertmanager at most MaxBackoff after it is back, at the cost of
+	// one POST per MaxBackoff while it is down.
 	MaxBackoff time.Duration
 	// RetryFor bounds how long an undelivered alert is retried (default
 	// 10m). A firing alert is given up sooner, at its endsAt: sent later,
@@ -226,15 +226,16 @@ type amQueue struct {
 // Alertmanager, retrying failed POSTs with backoff. Pending alerts are
 // never sent.
 //
-// Shutdown contract: the daemon stops sampling first, so that no
-// evaluation cut short by the shutdown reaches Send (Freeze makes sure of
-// it), then calls Flush (or Stop). Flush and Stop only post what Send had
-// queued, as it was queued: they never decide anything themselves, so no
-// alert is sent resolved because the daemon is stopping, and a firing
-// alert whose endsAt has passed is dropped rather than sent (Alertmanager
-// would take it as resolved). Firing alerts still reach their endsAt, four
-// resend delays after their last send, if the daemon stays down: as with
-// Prometheus, Alertmanager then resolves them by itself.
+// Shutdown contract, in this order: Freeze as the shutdown begins, so
+// that an evaluation cut short by it (which may see no data) cannot queue
+// a resolution; stop sampling and wait for the loop to end; then Flush
+// (or Stop). Flush and Stop only post what Send had queued, as it was
+// queued: they never decide anything themselves, so no alert is sent
+// resolved because the daemon is stopping, and a firing alert whose
+// endsAt has passed is dropped rather than sent (Alertmanager would take
+// it as resolved). If the daemon stays down, its firing alerts reach
+// their endsAt, four resend delays after their last send, and
+// Alertmanager resolves them by itself, as it does for Prometheus.
 type Notifier struct {
 	opts NotifierOptions
 	ams  []*amQueue
