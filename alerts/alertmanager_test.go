@@ -9,16 +9,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/testbin"
 )
-
-// alertmanagerBinary is Debian's prometheus-alertmanager package.
-const alertmanagerBinary = "/usr/bin/prometheus-alertmanager"
 
 const alertmanagerConfig = `
 route:
@@ -29,16 +29,38 @@ receivers:
   - name: "null"
 `
 
-// startAlertmanager runs a real Alertmanager on a free port of 127.0.0.1,
-// without clustering, and returns its URL once it is ready.
+// alertmanager is a real Alertmanager (Debian's prometheus-alertmanager)
+// on a fixed port of 127.0.0.1, without clustering, that a test can stop
+// and start again.
+type alertmanager struct {
+	t      *testing.T
+	bin    string
+	dir    string
+	addr   string
+	url    string
+	cancel context.CancelFunc
+	exited chan error
+	out    *bytes.Buffer // of the current run; read only after it exited
+}
+
+// startAlertmanager runs a real Alertmanager and returns its URL once it
+// is ready; it is stopped when the test ends.
 func startAlertmanager(t *testing.T) string {
+	am := newAlertmanager(t)
+	am.start()
+	return am.url
+}
+
+// newAlertmanager picks a free port for an Alertmanager; start runs it.
+func newAlertmanager(t *testing.T) *alertmanager {
 	t.Helper()
-	if _, err := os.Stat(alertmanagerBinary); err != nil {
-		t.Skipf("end-to-end test needs Alertmanager: %s not found (apt-get install prometheus-alertmanager)", alertmanagerBinary)
+	testbin.RequireTools(t, "prometheus-alertmanager")
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(cfg, []byte(alertmanagerConfig), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(alertmanagerConfig), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Take a free port; the tiny window before Alertmanager binds it is
@@ -49,48 +71,64 @@ func startAlertmanager(t *testing.T) string {
 	}
 	addr := l.Addr().String()
 	l.Close()
+	am := &alertmanager{t: t, bin: bin, dir: dir, addr: addr, url: "http://" + addr}
+	t.Cleanup(am.stop)
+	return am
+}
 
+// start runs Alertmanager and returns once it answers /-/ready.
+func (am *alertmanager) start() {
+	t := am.t
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, alertmanagerBinary,
-		"--config.file="+cfg,
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
+	out := &bytes.Buffer{}
+	cmd := exec.CommandContext(ctx, am.bin,
+		"--config.file="+filepath.Join(am.dir, "alertmanager.yml"),
+		"--storage.path="+filepath.Join(am.dir, "data"),
+		"--web.listen-address="+am.addr,
 		"--cluster.listen-address=",
 	)
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
-		if t.Failed() {
-			t.Logf("alertmanager output:\n%s", out.String())
-		}
-	})
+	am.cancel, am.exited, am.out = cancel, exited, out
 
-	url := "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(url + "/-/ready")
+		resp, err := http.Get(am.url + "/-/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return url
+				return
 			}
 		}
 		select {
 		case err := <-exited:
+			am.cancel = nil
 			t.Fatalf("alertmanager exited: %v\n%s", err, out.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("alertmanager not ready at %s after 20s\n%s", url, out.String())
+			am.stop()
+			t.Fatalf("alertmanager not ready at %s after 20s\n%s", am.url, out.String())
 		}
+	}
+}
+
+// stop kills Alertmanager, if it runs, and waits for it to exit.
+func (am *alertmanager) stop() {
+	if am.cancel == nil {
+		return
+	}
+	am.cancel()
+	<-am.exited
+	am.cancel = nil
+	if am.t.Failed() {
+		am.t.Logf("alertmanager output:\n%s", am.out.String())
 	}
 }
 
@@ -206,5 +244,134 @@ rules:
 	}
 	if s := n.Stats(); s.Sent != 2 || s.Failed != 0 {
 		t.Errorf("notifier stats %+v, want 2 sent", s)
+	}
+}
+
+// TestAlertmanagerOutage: Alertmanager is down for 30s while an alert
+// fires. When it is back, the alert arrives as firing within seconds (the
+// retry, not the resend a minute after it fired), then its resolution;
+// the failures were reported with their reason. Flushing at shutdown
+// leaves a firing alert firing.
+func TestAlertmanagerOutage(t *testing.T) {
+	am := newAlertmanager(t)
+	am.start()
+	var (
+		mu        sync.Mutex
+		errs      []error
+		failures  uint64
+		recovered = make(chan time.Duration, 1)
+	)
+	const maxBackoff = 2 * time.Second
+	n, err := NewNotifier(NotifierOptions{
+		URLs:           []string{am.url},
+		Instance:       "cache-1:9955",
+		InitialBackoff: 200 * time.Millisecond, MaxBackoff: maxBackoff, // ResendDelay stays 1m
+		ErrorInterval: 10 * time.Second,
+		OnError: func(_ string, err error, n uint64) {
+			mu.Lock()
+			errs, failures = append(errs, err), failures+n
+			mu.Unlock()
+		},
+		OnRecover: func(_ string, _ uint64, down time.Duration) { recovered <- down },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDone := make(chan struct{})
+	go func() { n.Run(context.Background()); close(runDone) }()
+	defer func() {
+		n.Stop()
+		<-runDone
+	}()
+
+	newAlert := func(name string) Alert {
+		now := time.Now().Truncate(time.Millisecond)
+		return Alert{
+			Labels:      map[string]string{"alertname": name, "severity": "critical"},
+			Annotations: map[string]string{"summary": name},
+			State:       StateFiring, Value: 1, ActiveAt: now, FiredAt: now,
+		}
+	}
+	// tick hands the alerts to Send, as the daemon does every second.
+	tick := func(alerts ...Alert) { n.Send(time.Now(), alerts) }
+	find := func(name string) *amAlert {
+		for _, a := range getAlerts(t, am.url) {
+			if a.Labels["alertname"] == name {
+				return &a
+			}
+		}
+		return nil
+	}
+	wait := func(what string, alerts []Alert, ok func() bool) time.Time {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20s; Alertmanager has %+v (notifier %+v)", what, getAlerts(t, am.url), n.Stats())
+			}
+			time.Sleep(100 * time.Millisecond)
+			tick(alerts...)
+		}
+		return time.Now()
+	}
+
+	am.stop()
+	down := time.Now()
+	storm := newAlert("SynQueueNearFull")
+	for time.Since(down) < 30*time.Second {
+		tick(storm)
+		time.Sleep(time.Second)
+	}
+	mu.Lock()
+	if len(errs) == 0 || !strings.Contains(errs[0].Error(), "connection refused") {
+		t.Errorf("errors reported while down: %v, want connection refused", errs)
+	}
+	mu.Unlock()
+
+	am.start()
+	up := time.Now()
+	arrived := wait("firing alert after the outage", []Alert{storm}, func() bool {
+		a := find("SynQueueNearFull")
+		return a != nil && a.Status.State == "active"
+	})
+	delay := arrived.Sub(up)
+	// A resend would come a minute after the alert fired, 30s from here;
+	// the retries come within MaxBackoff, and the poll every 100ms.
+	if delay > 10*time.Second {
+		t.Errorf("alert arrived %s after Alertmanager was back, want within seconds (MaxBackoff %s)", delay, maxBackoff)
+	}
+	if got := find("SynQueueNearFull"); got.Labels["instance"] != "cache-1:9955" || !got.StartsAt.Equal(storm.FiredAt) {
+		t.Errorf("alert %+v, want instance cache-1:9955 and startsAt %s", got, storm.FiredAt)
+	}
+	select {
+	case d := <-recovered:
+		if d < 25*time.Second {
+			t.Errorf("OnRecover says down for %s, want about 30s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("OnRecover not called")
+	}
+	mu.Lock()
+	t.Logf("down %s: %d failed POSTs in %d reports; firing alert arrived %s after Alertmanager was ready", up.Sub(down).Round(time.Second), failures, len(errs), delay.Round(time.Millisecond))
+	mu.Unlock()
+
+	// The storm ends: the resolution arrives, and the alert leaves
+	// Alertmanager's list once its endsAt has passed.
+	storm.State, storm.ResolvedAt = StateResolved, time.Now().Truncate(time.Millisecond)
+	wait("resolved alert", []Alert{storm}, func() bool { return find("SynQueueNearFull") == nil })
+
+	// Shutdown mid-storm: a flush sends no resolution.
+	other := newAlert("AcceptQueueNearFull")
+	tick(storm, other)
+	wait("second firing alert", []Alert{storm, other}, func() bool { return find("AcceptQueueNearFull") != nil })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.Flush(ctx); err != nil {
+		t.Errorf("Flush: %v", err)
+	}
+	tick(storm) // after Flush: ignored, would have resolved AcceptQueueNearFull
+	time.Sleep(2 * time.Second)
+	if a := find("AcceptQueueNearFull"); a == nil || a.Status.State != "active" || !a.EndsAt.After(time.Now().Add(time.Minute)) {
+		t.Errorf("after the flush Alertmanager has %+v, want AcceptQueueNearFull still active", a)
 	}
 }

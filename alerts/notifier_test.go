@@ -2,10 +2,14 @@ package alerts
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,15 +23,34 @@ type fakeAM struct {
 	*httptest.Server
 	mu      sync.Mutex
 	batches [][]postableAlert
+	tries   []time.Time // every POST to the alerts endpoint, failed or not
 	got     chan struct{}
 	block   chan struct{} // when not nil, handlers wait for it to close
+	status  atomic.Int32  // when not 0, every POST is answered with it
+	// authorized, when not nil, answers 401 to requests it refuses.
+	authorized func(r *http.Request) bool
 }
 
-func newFakeAM(t *testing.T) *fakeAM {
-	am := &fakeAM{got: make(chan struct{}, 100)}
-	am.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func newFakeAM(t *testing.T) *fakeAM { return newFakeAMWith(t, nil, nil) }
+
+// newFakeAMWith returns a fakeAM serving TLS with tlsConfig (plain HTTP
+// when nil) that checks each request with authorized (when not nil).
+func newFakeAMWith(t *testing.T, tlsConfig *tls.Config, authorized func(r *http.Request) bool) *fakeAM {
+	am := &fakeAM{got: make(chan struct{}, 100), authorized: authorized}
+	am.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if am.authorized != nil && !am.authorized(r) {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
 		if r.Method != http.MethodPost || r.URL.Path != "/prefix/api/v2/alerts" || r.Header.Get("Content-Type") != "application/json" {
 			http.Error(w, "bad request "+r.Method+" "+r.URL.Path, http.StatusBadRequest)
+			return
+		}
+		am.mu.Lock()
+		am.tries = append(am.tries, time.Now())
+		am.mu.Unlock()
+		if code := int(am.status.Load()); code != 0 {
+			http.Error(w, "maintenance\nwindow", code)
 			return
 		}
 		if am.block != nil {
@@ -47,6 +70,13 @@ func newFakeAM(t *testing.T) *fakeAM {
 		am.mu.Unlock()
 		am.got <- struct{}{}
 	}))
+	if tlsConfig != nil {
+		am.TLS = tlsConfig
+		am.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes refused on purpose
+		am.StartTLS()
+	} else {
+		am.Start()
+	}
 	t.Cleanup(am.Close)
 	return am
 }
@@ -64,6 +94,13 @@ func (am *fakeAM) wait(t *testing.T) []postableAlert {
 	b := am.batches[0]
 	am.batches = am.batches[1:]
 	return b
+}
+
+// triesSince returns the times of the POSTs since the i-th.
+func (am *fakeAM) triesSince(i int) []time.Time {
+	am.mu.Lock()
+	defer am.mu.Unlock()
+	return slices.Clone(am.tries[min(i, len(am.tries)):])
 }
 
 // none fails if a batch arrives within a short while.
