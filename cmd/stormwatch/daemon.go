@@ -36,9 +36,13 @@ type daemonFlags struct {
 	metricsPath string
 	maxRequests int
 
-	alertmanagerURLs    []string
-	alertmanagerResend  time.Duration
-	alertmanagerTimeout time.Duration
+	alertmanagerURLs       []string
+	alertmanagerResend     time.Duration
+	alertmanagerTimeout    time.Duration
+	alertmanagerHTTPConfig string
+	alertmanagerInstance   string
+
+	enableLifecycle bool
 }
 
 // runDaemon samples until SIGTERM or SIGINT and serves the results.
@@ -84,19 +88,10 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var notifier *alerts.Notifier
-	if len(f.alertmanagerURLs) > 0 {
-		host, _ := os.Hostname()
-		notifier, err = alerts.NewNotifier(alerts.NotifierOptions{
-			URLs:           f.alertmanagerURLs,
-			ResendDelay:    f.alertmanagerResend,
-			Timeout:        f.alertmanagerTimeout,
-			ExternalLabels: map[string]string{"instance": host},
-		})
-		if err != nil {
-			logger.Error("invalid --alertmanager.url", "err", err)
-			return exitUnknown
-		}
+	notifier, err := newNotifier(f, logger)
+	if err != nil {
+		logger.Error("invalid Alertmanager settings", "err", err)
+		return exitUnknown
 	}
 
 	rl := &reloader{configFile: f.configFile, collect: &f.collect, engine: engine, history: history, logger: logger}
@@ -138,16 +133,20 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		return exitUnknown
 	}
 	// The first sample runs before the server starts, so no scrape sees an
-	// empty exposition.
-	loop.tick(ctx)
+	// empty exposition. Sampling has a context of its own: it stops first
+	// on shutdown, before the notifier's last flush.
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	defer stopLoop()
+	loop.tick(loopCtx)
 
 	var wg sync.WaitGroup
 	if notifier != nil {
-		wg.Go(func() { notifier.Run(context.WithoutCancel(ctx)) })
+		wg.Go(func() { notifier.Run(context.Background()) })
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ServeMultiple(listeners, server, f.web, logger) }()
-	wg.Go(func() { loop.run(ctx) })
+	var loopWG sync.WaitGroup
+	loopWG.Go(func() { loop.run(loopCtx) })
 	wg.Go(func() {
 		for {
 			select {
@@ -174,16 +173,75 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		stop()
 	}
 	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	// Sampling stops first: nothing evaluated from here on, and nothing
+	// resolved because the daemon is stopping.
+	if notifier != nil {
+		notifier.Freeze()
+	}
+	stopLoop()
+	loopWG.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := server.Shutdown(shutdownCtx); err != nil {
 		logger.Warn("web server did not stop cleanly", "err", err)
 	}
 	if notifier != nil {
-		notifier.Stop() // posts what is queued, within one notify timeout
+		// Then what is queued is delivered, within one notify timeout.
+		fctx, fcancel := context.WithTimeout(context.Background(), f.alertmanagerTimeout)
+		if err := notifier.Flush(fctx); err != nil {
+			logger.Warn("alerts not delivered before shutdown", "err", err)
+		}
+		fcancel()
+		notifier.Stop()
 	}
 	wg.Wait()
 	return code
+}
+
+// newNotifier returns the Alertmanager notifier the flags ask for, nil
+// without --alertmanager.url.
+func newNotifier(f *daemonFlags, logger *slog.Logger) (*alerts.Notifier, error) {
+	if len(f.alertmanagerURLs) == 0 {
+		return nil, nil
+	}
+	var client *http.Client
+	if f.alertmanagerHTTPConfig != "" {
+		var err error
+		if client, err = alerts.HTTPClientFromFile(f.alertmanagerHTTPConfig); err != nil {
+			return nil, fmt.Errorf("--alertmanager.http-config-file: %w", err)
+		}
+	}
+	instance := f.alertmanagerInstance
+	if instance == "" {
+		var err error
+		if f.web.WebListenAddresses == nil || len(*f.web.WebListenAddresses) == 0 {
+			err = errors.New("no --web.listen-address")
+		} else {
+			instance, err = alerts.DefaultInstance((*f.web.WebListenAddresses)[0])
+		}
+		if err != nil {
+			instance, _ = os.Hostname()
+			logger.Warn("cannot derive the instance label from the listen address; using the hostname (set --alertmanager.instance)", "err", err)
+		}
+	}
+	amLog := logger.With("component", "notifier")
+	n, err := alerts.NewNotifier(alerts.NotifierOptions{
+		URLs:        f.alertmanagerURLs,
+		ResendDelay: f.alertmanagerResend,
+		Timeout:     f.alertmanagerTimeout,
+		Client:      client,
+		Instance:    instance,
+		OnError: func(url string, err error, failures uint64) {
+			amLog.Warn("alertmanager delivery failing", "url", url, "err", err, "failures", failures)
+		},
+		OnRecover: func(url string, failures uint64, down time.Duration) {
+			amLog.Info("alertmanager delivery recovered", "url", url, "failures", failures, "down", down.Round(time.Second))
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--alertmanager.url: %w", err)
+	}
+	return n, nil
 }
 
 // retention sizes the History: host values for what the flag asks and at
@@ -352,6 +410,9 @@ func (l *sampleLoop) run(ctx context.Context) {
 func (l *sampleLoop) tick(ctx context.Context) bool {
 	now := time.Now()
 	snap := l.sampler.Sample(ctx, now)
+	if ctx.Err() != nil {
+		return false // cut short by shutdown: judge nothing from it
+	}
 	l.logSources(snap)
 	trs, err := l.engine.Eval(now, l.sampler.History())
 	l.logEval(err)
