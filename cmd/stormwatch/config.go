@@ -104,7 +104,7 @@ func loadRules(path string) ([]*alerts.Rule, error) {
 				}
 				continue
 			case err != nil:
-				doc.errorf(field, "%v", err)
+				doc.errorf(field, "%w", err)
 				continue
 			}
 			extra = append(extra, rules...)

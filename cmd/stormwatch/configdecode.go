@@ -45,7 +45,13 @@ type configError struct {
 	// file as a whole.
 	Field string
 	Msg   string
+	// Err is the cause, when a problem wraps one (a rules file that is a
+	// FIFO: fileread.ErrNotRegular), for errors.Is.
+	Err error
 }
+
+// Unwrap returns the cause, if any.
+func (e *configError) Unwrap() error { return e.Err }
 
 // Error formats e as "file:line:col: field: msg", leaving out what is
 // unknown, in at most errtext.MaxErrorLen bytes.
@@ -121,10 +127,12 @@ type configDoc struct {
 	errs configErrors
 }
 
-// errorf records a problem with the field at path, at its position.
+// errorf records a problem with the field at path, at its position. An
+// error argument formatted with %w stays matchable with errors.Is.
 func (d *configDoc) errorf(path, format string, args ...any) {
 	p := d.pos[path]
-	d.errs.add(&configError{File: d.file, Line: p.line, Column: p.col, Field: path, Msg: fmt.Sprintf(format, args...)})
+	err := fmt.Errorf(format, args...)
+	d.errs.add(&configError{File: d.file, Line: p.line, Column: p.col, Field: path, Msg: err.Error(), Err: errors.Unwrap(err)})
 }
 
 func (d *configDoc) errAt(n *yaml.Node, path, format string, args ...any) {

@@ -65,36 +65,26 @@ func Join(errs []error, sep string, maxErrors, maxLen int) string {
 	return b.String()
 }
 
-// OneLine renders err as one line of at most maxLen bytes: the errors of a
-// multi-error (errors.Join, or any error whose Unwrap returns []error) are
-// joined with "; " (at most MaxErrors of them), line breaks inside a message
-// become "; " too, and other control characters become spaces. A nil err
-// is the empty string.
+// OneLine renders err as one line of at most maxLen bytes: line breaks in
+// its text — the errors of an errors.Join, the lines of a multi-line
+// message — become "; ", other control characters become spaces, blank
+// parts are dropped. A nil err is the empty string. An error type that
+// caps its own list (alerts.Errors: "… and N more") keeps its count.
 func OneLine(err error, maxLen int) string {
 	if err == nil {
 		return ""
 	}
-	var parts []string
-	extra := 0 // bytes cut before the parts
-	if multi, ok := err.(interface{ Unwrap() []error }); ok {
-		// Error on a multi-error would format every part; format only the
-		// parts shown.
-		errs := multi.Unwrap()
-		s := Join(errs, "\n", MaxErrors, MaxErrorLen)
-		parts = strings.Split(s, "\n")
-	} else {
-		// A message longer than the line cannot all be shown: cut first,
-		// so a 50 MB message costs 50 MB once, not several times.
-		s := err.Error()
-		if limit := 4 * maxLen; len(s) > limit {
-			for limit > 0 && !utf8.RuneStart(s[limit]) {
-				limit--
-			}
-			s, extra = s[:limit], len(s)-limit
+	// A text longer than the line cannot all be shown: cut it first, so a
+	// 50 MB message is not split and joined whole.
+	s, extra := err.Error(), 0
+	if limit := 4 * maxLen; len(s) > limit {
+		for limit > 0 && !utf8.RuneStart(s[limit]) {
+			limit--
 		}
-		parts = strings.Split(s, "\n")
+		s, extra = s[:limit], len(s)-limit
 	}
-	out := make([]string, 0, len(parts))
+	parts := strings.Split(s, "\n")
+	out := parts[:0]
 	for _, p := range parts {
 		p = strings.TrimSpace(strings.Map(func(r rune) rune {
 			if unicode.IsControl(r) {

@@ -71,6 +71,12 @@ func TestJoin(t *testing.T) {
 	}
 }
 
+// capped is a multi-error that caps its own text, as alerts.Errors does.
+type capped []error
+
+func (c capped) Error() string   { return Join(c, "\n", MaxErrors, MaxErrorLen) }
+func (c capped) Unwrap() []error { return c }
+
 func TestOneLine(t *testing.T) {
 	many := make([]error, 25)
 	for i := range many {
@@ -87,8 +93,9 @@ func TestOneLine(t *testing.T) {
 		{"joined", errors.Join(errors.New("a.yml:1:1: one"), errors.New("a.yml:2:1: two")), 100, "a.yml:1:1: one; a.yml:2:1: two"},
 		{"lines in a message", errors.New("x: INVALID\n  first\r\n\n  second\tthing\n"), 100, "x: INVALID; first; second thing"},
 		{"wrapped join", fmt.Errorf("reload: %w", errors.Join(errors.New("a"), errors.New("b"))), 100, "reload: a; b"},
-		{"capped count", errors.Join(many...), 1000,
+		{"capped list", capped(many), 1000,
 			"f.yml:1:1: bad; f.yml:2:1: bad; f.yml:3:1: bad; f.yml:4:1: bad; f.yml:5:1: bad; f.yml:6:1: bad; f.yml:7:1: bad; f.yml:8:1: bad; f.yml:9:1: bad; f.yml:10:1: bad; … and 15 more"},
+		{"long join", errors.Join(many...), 60, "f.yml:1:1: bad; f.yml:2:1: bad; f.yml:3:1: b… (+361 bytes)"},
 		{"capped length", errors.New(strings.Repeat("z", 1000)), 30, strings.Repeat("z", 14) + "… (+986 bytes)"},
 	}
 	for _, tt := range tests {
