@@ -52,11 +52,15 @@ func (*fileConfig) fieldHints() map[string]string {
 	}
 }
 
+// defaultConfig is the configuration without a file, and what a file's
+// fields start from: defaults first, then the file, then the checks.
+func defaultConfig() fileConfig { return fileConfig{} }
+
 // readConfig reads and strictly decodes the config file at path. The
 // configDoc it returns holds the fields' positions and the problems found
 // so far; err is set when the file could not be read or decoded.
 func readConfig(path string) (fileConfig, *configDoc, error) {
-	var c fileConfig
+	c := defaultConfig()
 	data, err := fileread.Read(path, maxConfigFileSize)
 	if err != nil {
 		return c, nil, fmt.Errorf("config file %w", err)

@@ -303,8 +303,7 @@ func (a *address) UnmarshalYAML(n *yaml.Node) error {
 
 // sectionConfig is fileConfig with a new section: one field.
 type sectionConfig struct {
-	fileConfig `yaml:"-"`
-	Valkey     struct {
+	Valkey struct {
 		Targets []struct {
 			Address address       `yaml:"address"`
 			Timeout time.Duration `yaml:"timeout"`
