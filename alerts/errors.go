@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/stormwatch/stormwatch/internal/errtext"
 )
 
 // ErrInvalidRules is matched (errors.Is) by every error Load and LoadFile
@@ -32,8 +34,11 @@ type Error struct {
 }
 
 // Error formats e as "file:line:col: rule "name": msg", leaving out the
-// parts that are unknown.
-func (e *Error) Error() string {
+// parts that are unknown, in at most errtext.MaxErrorLen bytes (a message
+// quoting a huge field is cut, saying how much was left out).
+func (e *Error) Error() string { return errtext.Truncate(e.text(), errtext.MaxErrorLen) }
+
+func (e *Error) text() string {
 	var b strings.Builder
 	if e.File != "" {
 		b.WriteString(e.File)
@@ -61,13 +66,11 @@ func (e *Error) Is(target error) bool { return target == ErrInvalidRules }
 // Errors is every problem found in a rules file, in file order.
 type Errors []*Error
 
-// Error puts each problem on its own line.
+// Error puts each problem on its own line: the first errtext.MaxErrors of
+// them, then "… and N more" for the rest, so a file with 10,000 mistakes
+// gives a readable answer, not a 10,000-line log entry.
 func (es Errors) Error() string {
-	lines := make([]string, len(es))
-	for i, e := range es {
-		lines[i] = e.Error()
-	}
-	return strings.Join(lines, "\n")
+	return errtext.Join(es.Unwrap(), "\n", errtext.MaxErrors, errtext.MaxErrorLen)
 }
 
 // Is makes Errors match ErrInvalidRules.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -10,9 +11,11 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/errtext"
 )
 
 // Exit codes, as monitoring plugins use them.
@@ -31,56 +34,47 @@ const defaultListenAddress = ":9955"
 type collectFlags struct {
 	root            string
 	interval        time.Duration
-	includePorts    string
-	excludePorts    string
+	includePorts    []collector.PortRange
+	excludePorts    []collector.PortRange
 	maxListeners    int
 	synRecvInterval time.Duration
 	historySize     int
 }
 
+// minInterval is the shortest --collect.interval.
+const minInterval = 10 * time.Millisecond
+
 func (f *collectFlags) register(cmd *kingpin.CmdClause) {
-	cmd.Flag("collect.interval", "How often to sample the kernel.").
-		Default("1s").DurationVar(&f.interval)
-	cmd.Flag("collect.listeners.include-ports", "Only report listeners on these ports (e.g. 6379,7000-7010). Empty: all.").
-		Default("").StringVar(&f.includePorts)
-	cmd.Flag("collect.listeners.exclude-ports", "Never report listeners on these ports.").
-		Default("").StringVar(&f.excludePorts)
-	cmd.Flag("collect.listeners.max", "Most listeners exported; the busiest are kept (0: no cap).").
-		Default("500").IntVar(&f.maxListeners)
-	cmd.Flag("collect.syn-recv-interval", "Slow cadence of the SYN_RECV dump, which walks every socket on the host; it runs every cycle while a storm signal moves.").
-		Default("5s").DurationVar(&f.synRecvInterval)
-	cmd.Flag("collect.history", "Samples to keep for the rules; at least what their longest window needs is always kept (0: just that).").
-		Default("0").IntVar(&f.historySize)
-	cmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").
-		Default("/").StringVar(&f.root)
+	durationFlag(cmd.Flag("collect.interval", "How often to sample the kernel.").Default("1s"),
+		&f.interval, minInterval, false, "1s")
+	portRangesFlag(cmd.Flag("collect.listeners.include-ports", "Only report listeners on these ports (e.g. 6379,7000-7010). Empty: all.").Default(""),
+		&f.includePorts)
+	portRangesFlag(cmd.Flag("collect.listeners.exclude-ports", "Never report listeners on these ports.").Default(""),
+		&f.excludePorts)
+	intFlag(cmd.Flag("collect.listeners.max", "Most listeners exported; the busiest are kept (0: no cap).").Default("500"),
+		&f.maxListeners, 0, "500")
+	durationFlag(cmd.Flag("collect.syn-recv-interval", "Slow cadence of the SYN_RECV dump, which walks every socket on the host; it runs every cycle while a storm signal moves (0: every cycle).").Default("5s"),
+		&f.synRecvInterval, 0, false, "5s")
+	intFlag(cmd.Flag("collect.history", "Samples to keep for the rules; at least what their longest window needs is always kept (0: just that).").Default("0"),
+		&f.historySize, 0, "900")
+	dirFlag(cmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").Default("/"),
+		&f.root, "the directory holding proc/", "/")
 }
 
+// config returns the collector's configuration. The flags' values were
+// checked as they were parsed; config checks again for flags set by code.
 func (f *collectFlags) config() (collector.Config, error) {
-	if f.interval < 10*time.Millisecond {
-		return collector.Config{}, fmt.Errorf("--collect.interval %s: must be at least 10ms", f.interval)
+	if f.interval < minInterval {
+		return collector.Config{}, &flagError{flag: "--collect.interval", msg: fmt.Sprintf("%s is below the minimum of %s", f.interval, minInterval)}
 	}
-	if f.synRecvInterval < 0 {
-		return collector.Config{}, fmt.Errorf("--collect.syn-recv-interval %s: must not be negative", f.synRecvInterval)
-	}
-	if f.maxListeners < 0 {
-		return collector.Config{}, fmt.Errorf("--collect.listeners.max %d: must not be negative", f.maxListeners)
-	}
-	if f.historySize < 0 {
-		return collector.Config{}, fmt.Errorf("--collect.history %d: must not be negative", f.historySize)
-	}
-	inc, err := parsePortRanges(f.includePorts)
-	if err != nil {
-		return collector.Config{}, fmt.Errorf("--collect.listeners.include-ports: %w", err)
-	}
-	exc, err := parsePortRanges(f.excludePorts)
-	if err != nil {
-		return collector.Config{}, fmt.Errorf("--collect.listeners.exclude-ports: %w", err)
+	if f.synRecvInterval < 0 || f.maxListeners < 0 || f.historySize < 0 {
+		return collector.Config{}, errors.New("--collect.syn-recv-interval, --collect.listeners.max and --collect.history must not be negative")
 	}
 	return collector.Config{
 		Root: f.root,
 		Listeners: collector.ListenerConfig{
-			Include:         inc,
-			Exclude:         exc,
+			Include:         f.includePorts,
+			Exclude:         f.excludePorts,
 			Max:             f.maxListeners,
 			SynRecvInterval: f.synRecvInterval,
 		},
@@ -99,72 +93,135 @@ func init() {
 
 // run parses args and runs the chosen command, returning its exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	app := kingpin.New("stormwatch", "Watches a Linux host's connection queues (conntrack, SYN queue, accept queue) for TCP connection storms and exports them as Prometheus metrics.")
-	app.Writer(stdout)
-	app.ErrorWriter(stderr)
-	terminated := -1
-	app.Terminate(func(code int) { terminated = code })
-	app.UsageWriter(stdout)
-	app.Version(version.Print("stormwatch"))
-	app.HelpFlag.Short('h')
-
-	logCfg := &promslog.Config{Writer: stderr}
-	promslogflag.AddFlags(app, logCfg)
-
-	d := &daemonFlags{}
-	runCmd := app.Command("run", "Run the daemon (the default command).").Default()
-	d.collect.register(runCmd)
-	d.web = kingpinflag.AddFlags(runCmd, defaultListenAddress)
-	runCmd.Flag("web.telemetry-path", "Path under which to expose metrics.").
-		Default("/metrics").StringVar(&d.metricsPath)
-	runCmd.Flag("web.max-requests", "Most concurrent scrapes; more get 503 (0: no limit).").
-		Default("10").IntVar(&d.maxRequests)
-	runCmd.Flag("config", "Config file (rules to load); without it the built-in rules run.").
-		PlaceHolder("FILE").StringVar(&d.configFile)
-	runCmd.Flag("alertmanager.url", "Alertmanager to send alerts to, e.g. http://127.0.0.1:9093 (repeatable).").
-		StringsVar(&d.alertmanagerURLs)
-	runCmd.Flag("alertmanager.resend-delay", "How often a firing alert is sent again.").
-		Default("1m").DurationVar(&d.alertmanagerResend)
-	runCmd.Flag("alertmanager.timeout", "Timeout of one send to Alertmanager.").
-		Default("10s").DurationVar(&d.alertmanagerTimeout)
-
-	cf := &checkFlags{}
-	checkCmd := app.Command("check", "One-shot diagnostic: sample twice, judge with the rules and print a checklist. "+
-		"Exit codes: 0 OK, 1 warning, 2 critical, 3 unknown (nothing could be read, bad flags or config).")
-	checkCmd.Flag("window", "Time between the two samples, over which counters are rated (0: one sample, no counters).").
-		Default("2s").DurationVar(&cf.window)
-	checkCmd.Flag("format", "Output format: text or json.").Default("text").EnumVar(&cf.format, "text", "json")
-	checkCmd.Flag("port", "Only check listeners on this port (repeatable).").Uint16ListVar(&cf.ports)
-	checkCmd.Flag("quiet", "Print only what is not OK.").Short('q').BoolVar(&cf.quiet)
-	checkCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&cf.configFile)
-	checkCmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").Default("/").StringVar(&cf.root)
-
-	rf := &rulesFlags{}
-	rulesCmd := app.Command("rules", "Print the effective rules (built-in, or as --config makes them), or validate rules files with --check. Exit 0 valid, 3 invalid.")
-	rulesCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&rf.configFile)
-	rulesCmd.Flag("check", "Validate the rules files given as arguments instead.").BoolVar(&rf.checkMode)
-	rulesCmd.Flag("vocabulary", "Print what rule conditions may name instead: every scope, value and function.").BoolVar(&rf.vocabulary)
-	rulesCmd.Arg("files", "Rules files to validate with --check.").StringsVar(&rf.check)
-
-	cmd, err := app.Parse(args)
-	if terminated >= 0 { // --help or --version was handled
-		if terminated != 0 {
+	c := newCLI(stdout, stderr)
+	cmd, err := c.parse(args)
+	if c.terminated >= 0 { // --help or --version was handled
+		if c.terminated != 0 {
 			return exitUnknown
 		}
 		return exitOK
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "stormwatch: %v (try --help)\n", err)
+		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
 	}
-	logger := promslog.New(logCfg)
+	logger := promslog.New(c.logCfg)
 	switch cmd {
-	case runCmd.FullCommand():
-		return runDaemon(d, logger)
-	case checkCmd.FullCommand():
-		return runCheck(cf, stdout, stderr)
-	case rulesCmd.FullCommand():
-		return runRules(rf, stdout, stderr)
+	case c.runCmd.FullCommand():
+		return runDaemon(c.daemon, logger)
+	case c.checkCmd.FullCommand():
+		return runCheck(c.check, stdout, stderr)
+	case c.rulesCmd.FullCommand():
+		return runRules(c.rules, stdout, stderr)
 	}
 	return exitUnknown
+}
+
+// cli is the command line: the kingpin application and the values its
+// flags fill.
+type cli struct {
+	app        *kingpin.Application
+	terminated int // exit code of --help or --version; -1 when not handled
+	logCfg     *promslog.Config
+
+	runCmd, checkCmd, rulesCmd *kingpin.CmdClause
+	daemon                     *daemonFlags
+	check                      *checkFlags
+	rules                      *rulesFlags
+}
+
+// newCLI declares the commands and their flags.
+func newCLI(stdout, stderr io.Writer) *cli {
+	app := kingpin.New("stormwatch", "Watches a Linux host's connection queues (conntrack, SYN queue, accept queue) for TCP connection storms and exports them as Prometheus metrics.")
+	c := &cli{app: app, terminated: -1}
+	app.Writer(stdout)
+	app.ErrorWriter(stderr)
+	app.Terminate(func(code int) { c.terminated = code })
+	app.UsageWriter(stdout)
+	app.UsageTemplate(usageTemplate)
+	app.UsageFuncs(usageFuncs)
+	app.Version(version.Print("stormwatch"))
+	app.HelpFlag.Short('h')
+
+	c.logCfg = &promslog.Config{Writer: stderr, Level: promslog.NewLevel(), Format: promslog.NewFormat()}
+	wrapFlag(app.Flag(promslogflag.LevelFlagName, promslogflag.LevelFlagHelp).Default("info"),
+		c.logCfg.Level, "a log level", promslog.LevelFlagOptions...)
+	wrapFlag(app.Flag(promslogflag.FormatFlagName, promslogflag.FormatFlagHelp).Default("logfmt"),
+		c.logCfg.Format, "a log format", promslog.FormatFlagOptions...)
+
+	d := &daemonFlags{}
+	c.daemon = d
+	runCmd := app.Command("run", "Run the daemon (the default command: `stormwatch` alone runs it).").Default()
+	c.runCmd = runCmd
+	d.collect.register(runCmd)
+	d.web = kingpinflag.AddFlags(runCmd, defaultListenAddress)
+	urlPathFlag(runCmd.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics"),
+		&d.metricsPath, "/metrics")
+	intFlag(runCmd.Flag("web.max-requests", "Most concurrent scrapes; more get 503 (0: no limit).").Default("10"),
+		&d.maxRequests, 0, "10")
+	runCmd.Flag("config", "Config file (rules to load); without it the built-in rules run.").
+		PlaceHolder("FILE").StringVar(&d.configFile)
+	alertmanagerURLsFlag(runCmd.Flag("alertmanager.url", "Alertmanager to send alerts to, e.g. http://127.0.0.1:9093 (repeatable)."),
+		&d.alertmanagerURLs)
+	durationFlag(runCmd.Flag("alertmanager.resend-delay", "How often a firing alert is sent again.").Default("1m"),
+		&d.alertmanagerResend, 0, true, "1m")
+	durationFlag(runCmd.Flag("alertmanager.timeout", "Timeout of one send to Alertmanager.").Default("10s"),
+		&d.alertmanagerTimeout, 0, true, "10s")
+	runCmd.Flag("alertmanager.http-config-file", "HTTP client configuration towards Alertmanager (TLS, basic auth, bearer token), in Prometheus's http_config format.").
+		PlaceHolder("FILE").StringVar(&d.alertmanagerHTTPConfig)
+	runCmd.Flag("alertmanager.instance", "instance label of the alerts sent to Alertmanager (default: the first --web.listen-address, an empty or wildcard host replaced by the hostname).").
+		StringVar(&d.alertmanagerInstance)
+	runCmd.Flag("web.enable-lifecycle", "Enable POST /-/reload (off: reload with SIGHUP).").BoolVar(&d.enableLifecycle)
+
+	cf := &checkFlags{}
+	c.check = cf
+	c.checkCmd = app.Command("check", "One-shot diagnostic: sample twice, judge with the rules and print a checklist. "+
+		"Exit codes: 0 OK, 1 warning, 2 critical, 3 unknown (nothing could be read, bad flags or config).")
+	durationFlag(c.checkCmd.Flag("window", "Time between the two samples, over which counters are rated (0: one sample, no counters).").Default("2s"),
+		&cf.window, 0, false, "2s")
+	enumFlag(c.checkCmd.Flag("format", "Output format: text or json.").Default("text"),
+		&cf.format, "a format", "text", "json")
+	portsFlag(c.checkCmd.Flag("port", "Only check listeners on this port (repeatable)."), &cf.ports)
+	c.checkCmd.Flag("quiet", "Print only what is not OK.").Short('q').BoolVar(&cf.quiet)
+	c.checkCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&cf.configFile)
+	dirFlag(c.checkCmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").Default("/"),
+		&cf.root, "the directory holding proc/", "/")
+
+	rf := &rulesFlags{}
+	c.rules = rf
+	c.rulesCmd = app.Command("rules", "Print the effective rules (built-in, or as --config makes them), or validate rules files with --check. Exit 0 valid, 3 invalid.")
+	c.rulesCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&rf.configFile)
+	c.rulesCmd.Flag("check", "Validate the rules files given as arguments instead.").BoolVar(&rf.checkMode)
+	c.rulesCmd.Flag("vocabulary", "Print what rule conditions may name instead: every scope, value and function.").BoolVar(&rf.vocabulary)
+	c.rulesCmd.Arg("files", "Rules files to validate with --check.").StringsVar(&rf.check)
+	return c
+}
+
+// parse parses args into the flag values and returns the command chosen.
+// Its errors name the flag, the bad value and what is accepted.
+func (c *cli) parse(args []string) (string, error) {
+	ix := newFlagIndex(c.app)
+	args, selected, err := ix.normalizeArgs(args)
+	if err != nil {
+		return "", err
+	}
+	cmd, err := c.app.Parse(args)
+	if err != nil {
+		return "", ix.explainParseError(err, selected)
+	}
+	if cmd == c.runCmd.FullCommand() {
+		// exporter-toolkit's flags, checked as bindWeb and the web server
+		// will use them.
+		for _, addr := range *c.daemon.web.WebListenAddresses {
+			if err := checkListenAddress(addr); err != nil {
+				return "", err
+			}
+		}
+		if f := *c.daemon.web.WebConfigFile; f != "" {
+			if err := web.Validate(f); err != nil {
+				return "", &flagError{flag: "--web.config.file", msg: fmt.Sprintf("%s: %s", quote(f), errtext.OneLine(err, errtext.MaxErrorLen))}
+			}
+		}
+	}
+	return cmd, nil
 }

@@ -1,22 +1,36 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/stormwatch/stormwatch/alerts"
+	"github.com/stormwatch/stormwatch/internal/fileread"
 )
 
-// fileConfig is the --config file. Every field is optional; a missing file
-// option means its default. See deploy/stormwatch.yml for the documented
-// example.
+// Size limits of the files the daemon reads (README, Alerts section). A
+// file over its limit is refused on its size, unread.
+const (
+	// maxConfigFileSize is the most the --config file may hold: it is a
+	// few lines naming rules files.
+	maxConfigFileSize = 1 << 20
+	// maxRulesFileSize is the most one rules file may hold: the built-in
+	// rules take 12 KiB.
+	maxRulesFileSize = 4 << 20
+)
+
+// fileConfig is the --config file. Every field is optional; a field left
+// out (or written with no value) keeps its default. See
+// deploy/stormwatch.yml for the documented example.
+//
+// A new section is one field here, with its yaml tag: decodeConfig checks
+// it strictly (unknown fields, types) and reports problems with their
+// line:col. A value with rules of its own (an address, a duration ≥ 0)
+// gets a type with UnmarshalYAML, whose error is reported at its node;
+// checks across fields go in loadConfig with doc.errorf(path, …), which
+// finds the field's position.
 type fileConfig struct {
 	// DefaultRules loads the built-in connection-storm checklist (default
 	// true).
@@ -29,50 +43,72 @@ type fileConfig struct {
 	RuleFiles []string `yaml:"rule_files"`
 }
 
-// readConfig reads and strictly decodes the config file at path.
-func readConfig(path string) (fileConfig, error) {
-	var c fileConfig
-	data, err := os.ReadFile(path)
+// fieldHints answers the mistakes a nearest-name suggestion would not.
+func (*fileConfig) fieldHints() map[string]string {
+	const rulesElsewhere = "rules go in a rules file of their own, named in rule_files (`stormwatch rules --check FILE` validates one)"
+	return map[string]string{
+		"rules":  rulesElsewhere,
+		"groups": rulesElsewhere,
+	}
+}
+
+// defaultConfig is the configuration without a file, and what a file's
+// fields start from: defaults first, then the file, then the checks.
+func defaultConfig() fileConfig { return fileConfig{} }
+
+// readConfig reads and strictly decodes the config file at path. The
+// configDoc it returns holds the fields' positions and the problems found
+// so far; err is set when the file could not be read or decoded.
+func readConfig(path string) (fileConfig, *configDoc, error) {
+	c := defaultConfig()
+	data, err := fileread.Read(path, maxConfigFileSize)
 	if err != nil {
-		return c, err
+		return c, nil, fmt.Errorf("config file %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
+	doc := decodeConfig(path, data, &c)
+	return c, doc, doc.errs.err()
 }
 
 // loadRules returns the effective rules: the built-in ones, unless the
 // config file at path (may be empty: no file) turns them off or replaces
-// them, plus the rules of the files it names. Every problem is reported.
+// them, plus the rules of the files it names. Every problem is reported,
+// with its file:line:col (the first errtext.MaxErrors of them in the
+// error's text, which counts the rest).
 func loadRules(path string) ([]*alerts.Rule, error) {
 	if path == "" {
 		return alerts.DefaultRules(), nil
 	}
-	cfg, err := readConfig(path)
+	cfg, doc, err := readConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
+	errs := &doc.errs
 	var extra []*alerts.Rule
-	for _, pattern := range cfg.RuleFiles {
-		if !filepath.IsAbs(pattern) {
-			pattern = filepath.Join(filepath.Dir(path), pattern)
+	for i, pattern := range cfg.RuleFiles {
+		field := fmt.Sprintf("rule_files[%d]", i)
+		resolved := pattern
+		if !filepath.IsAbs(resolved) {
+			resolved = filepath.Join(filepath.Dir(path), resolved)
 		}
-		files, err := filepath.Glob(pattern)
+		files, err := filepath.Glob(resolved)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: rule_files: %q: %w", path, pattern, err))
+			doc.errorf(field, "%s is not a glob pattern: %v", quote(pattern), err)
 			continue
 		}
 		if len(files) == 0 {
-			errs = append(errs, fmt.Errorf("%s: rule_files: %q matches no file", path, pattern))
+			doc.errorf(field, "%s matches no file (looked for %s)", quote(pattern), resolved)
 		}
 		for _, f := range files {
-			rules, err := alerts.LoadFile(f)
-			if err != nil {
-				errs = append(errs, err)
+			rules, err := loadRulesFile(f)
+			var es alerts.Errors
+			switch {
+			case errors.As(err, &es):
+				for _, e := range es {
+					errs.add(e)
+				}
+				continue
+			case err != nil:
+				doc.errorf(field, "%w", err)
 				continue
 			}
 			extra = append(extra, rules...)
@@ -81,9 +117,21 @@ func loadRules(path string) ([]*alerts.Rule, error) {
 	var rules []*alerts.Rule
 	if cfg.DefaultRules == nil || *cfg.DefaultRules {
 		builtin := alerts.DefaultRules()
-		for _, name := range cfg.DisabledRules {
-			if !slices.ContainsFunc(builtin, func(r *alerts.Rule) bool { return r.Name == name }) {
-				errs = append(errs, fmt.Errorf("%s: disabled_rules: no built-in rule is named %q", path, name))
+		var names []string
+		for _, r := range builtin {
+			if !slices.Contains(names, r.Name) {
+				names = append(names, r.Name)
+			}
+		}
+		for i, name := range cfg.DisabledRules {
+			if !slices.Contains(names, name) {
+				msg := fmt.Sprintf("no built-in rule is named %s", quote(name))
+				if near := nearest(name, names); near != "" {
+					msg += fmt.Sprintf("; did you mean %q?", near)
+				} else {
+					msg += " (`stormwatch rules` lists them)"
+				}
+				doc.errorf(fmt.Sprintf("disabled_rules[%d]", i), "%s", msg)
 			}
 		}
 		for _, r := range builtin {
@@ -93,19 +141,40 @@ func loadRules(path string) ([]*alerts.Rule, error) {
 			}
 		}
 	} else if len(cfg.DisabledRules) > 0 {
-		errs = append(errs, fmt.Errorf("%s: disabled_rules is set but default_rules is false", path))
+		doc.errorf("disabled_rules", "is set but default_rules is false: there are no built-in rules to leave out")
 	}
 	rules = append(rules, extra...)
 	seen := map[string]bool{}
 	for _, r := range rules {
 		k := r.Key()
 		if seen[k] {
-			errs = append(errs, fmt.Errorf("%s: rule %q with severity %s and labels %v is defined twice across the rule files", path, r.Name, r.Severity, r.Labels))
+			doc.errorf("rule_files", "rule %q with severity %s and labels %v is defined twice across the rule files", r.Name, r.Severity, r.Labels)
 		}
 		seen[k] = true
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errs.err(); err != nil {
 		return nil, err
 	}
 	return rules, nil
+}
+
+// loadRulesFile loads the rules file at path, read with fileread (regular
+// files only, at most maxRulesFileSize, with a timeout). Its problems are
+// alerts.Errors with path as their file.
+//
+// It does what alerts.LoadFile will do once LoadFile reads through
+// fileread; then it can call LoadFile.
+func loadRulesFile(path string) ([]*alerts.Rule, error) {
+	data, err := fileread.Read(path, maxRulesFileSize)
+	if err != nil {
+		return nil, err
+	}
+	rules, err := alerts.Load(data)
+	var es alerts.Errors
+	if errors.As(err, &es) {
+		for _, e := range es {
+			e.File = path
+		}
+	}
+	return rules, err
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -70,9 +71,9 @@ func TestLoadRules(t *testing.T) {
 			want: append(without("AcceptQueueNearFull"), "AcceptQueueNearFull/critical", "ValkeyPortBusy/warning")},
 		{name: "only mine", config: "default_rules: false\nrule_files: ['cust*.yml']\n",
 			want: []string{"AcceptQueueNearFull/critical", "ValkeyPortBusy/warning"}},
-		{name: "unknown field", config: "rules_files: [x]\n", wantErr: "line 1: field rules_files not found"},
+		{name: "unknown field", config: "rules_files: [x]\n", wantErr: `stormwatch.yml:1:1: unknown field "rules_files"; did you mean "rule_files"?`},
 		{name: "unknown disabled rule", config: "disabled_rules: [NoSuchRule]\n", wantErr: `no built-in rule is named "NoSuchRule"`},
-		{name: "missing rule file", config: "rule_files: [nope.yml]\n", wantErr: `nope.yml" matches no file`},
+		{name: "missing rule file", config: "rule_files: [nope.yml]\n", wantErr: `stormwatch.yml:1:14: rule_files[0]: "nope.yml" matches no file`},
 		{name: "bad rule file", config: "rule_files: [bad.yml]\n", wantErr: `bad.yml:3:5: rule "A": unknown field "expr"`},
 		{name: "same rule twice", config: "rule_files: [custom.yml, again.yml]\n", wantErr: "defined twice"},
 		{name: "disabled without defaults", config: "default_rules: false\ndisabled_rules: [SyncookiesDisabled]\n", wantErr: "default_rules is false"},
@@ -156,6 +157,32 @@ func TestReload(t *testing.T) {
 	}
 	if !strings.Contains(d.log.String(), "reload failed: keeping the running rules") {
 		t.Errorf("no log line for the failed reload:\n%s", d.log)
+	}
+
+	// A rules glob that matches a FIFO: the reload fails at once (before,
+	// it blocked forever on the FIFO and every later reload with it).
+	rulesDir := filepath.Join(dir, "rules.d")
+	if err := os.Mkdir(rulesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(rulesDir, "pipe.yml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "stormwatch.yml", "rule_files: [rules.d/*.yml]\n")
+	for range 3 {
+		start := time.Now()
+		_, err := d.request("POST", "/-/reload") // 5 s deadline
+		if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") ||
+			!strings.Contains(err.Error(), "pipe.yml: not a regular file: it is a FIFO (named pipe)") {
+			t.Fatalf("reload with a FIFO in rule_files: %v", err)
+		}
+		t.Logf("reload with a FIFO in rule_files refused in %v", time.Since(start))
+	}
+	if v := reloadOK(); v != 0 {
+		t.Errorf("config_last_reload_successful = %v after a reload that met a FIFO", v)
+	}
+	if err := os.Remove(filepath.Join(rulesDir, "pipe.yml")); err != nil {
+		t.Fatal(err)
 	}
 
 	// A valid one, through the HTTP endpoint.

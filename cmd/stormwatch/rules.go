@@ -15,6 +15,14 @@ type rulesFlags struct {
 	vocabulary bool
 }
 
+// plural says "1 rule", "0 rules", "15 rules".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // runRules prints the effective rules, or with --check validates rules
 // files with the daemon's loader: exit 0 when every file is valid, 3
 // (exitUnknown: bad config) otherwise, every problem printed with its line.
@@ -33,13 +41,13 @@ func runRules(f *rulesFlags, stdout, stderr io.Writer) int {
 	if f.checkMode {
 		code := exitOK
 		for _, path := range f.check {
-			rules, err := alerts.LoadFile(path)
+			rules, err := loadRulesFile(path)
 			if err != nil {
 				fmt.Fprintf(stderr, "%s: INVALID\n%v\n", path, err)
 				code = exitUnknown
 				continue
 			}
-			fmt.Fprintf(stdout, "%s: %d rules, valid\n", path, len(rules))
+			fmt.Fprintf(stdout, "%s: %s, valid\n", path, plural(len(rules), "rule", "rules"))
 		}
 		return code
 	}
