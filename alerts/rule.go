@@ -4,7 +4,6 @@ import (
 	_ "embed"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"text/template"
@@ -15,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/fileread"
 )
 
 // Severity says how urgent an alert is. It becomes the alert's severity
@@ -196,9 +196,15 @@ func LoadFile(path string) ([]*Rule, error) { return DefaultVocabulary().LoadFil
 // errors.
 func (vb *Vocabulary) Load(file string, data []byte) ([]*Rule, error) { return load(vb, file, data) }
 
-// LoadFile reads and loads the rules file at path against vb.
+// MaxFileSize is the most a rules file may hold (the built-in rules take
+// 12 KiB).
+const MaxFileSize = 4 << 20
+
+// LoadFile reads and loads the rules file at path against vb. Only a
+// regular file of at most MaxFileSize is read, under a timeout: a FIFO or
+// a device is an error, never a hang.
 func (vb *Vocabulary) LoadFile(path string) ([]*Rule, error) {
-	data, err := os.ReadFile(path)
+	data, err := fileread.Read(path, MaxFileSize)
 	if err != nil {
 		return nil, err
 	}

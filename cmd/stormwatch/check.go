@@ -29,10 +29,6 @@ type checkFlags struct {
 // 0 OK, 1 warning, 2 critical, 3 unknown (nothing could be read, or bad
 // flags or config).
 func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
-	if f.window < 0 {
-		fmt.Fprintf(stderr, "stormwatch: --window %s: must not be negative\n", f.window)
-		return exitUnknown
-	}
 	rules, err := loadRules(f.configFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
@@ -64,7 +60,7 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 	in.Last = sampler.Sample(ctx, time.Now())
 	in.Findings, err = alerts.NewEngine(rules, alerts.Options{}).Check(in.Last.Time, history)
 	if err != nil {
-		fmt.Fprintf(stderr, "stormwatch: some rules could not be judged: %v\n", err)
+		fmt.Fprintf(stderr, "stormwatch: some rules could not be judged: %s\n", oneLine(err))
 	}
 	report := diagnose.Build(in)
 	if f.format == "json" {

@@ -16,9 +16,6 @@ const (
 	// maxConfigFileSize is the most the --config file may hold: it is a
 	// few lines naming rules files.
 	maxConfigFileSize = 1 << 20
-	// maxRulesFileSize is the most one rules file may hold: the built-in
-	// rules take 12 KiB.
-	maxRulesFileSize = 4 << 20
 )
 
 // fileConfig is the --config file. Every field is optional; a field left
@@ -158,23 +155,7 @@ func loadRules(path string) ([]*alerts.Rule, error) {
 	return rules, nil
 }
 
-// loadRulesFile loads the rules file at path, read with fileread (regular
-// files only, at most maxRulesFileSize, with a timeout). Its problems are
-// alerts.Errors with path as their file.
-//
-// It does what alerts.LoadFile will do once LoadFile reads through
-// fileread; then it can call LoadFile.
-func loadRulesFile(path string) ([]*alerts.Rule, error) {
-	data, err := fileread.Read(path, maxRulesFileSize)
-	if err != nil {
-		return nil, err
-	}
-	rules, err := alerts.Load(data)
-	var es alerts.Errors
-	if errors.As(err, &es) {
-		for _, e := range es {
-			e.File = path
-		}
-	}
-	return rules, err
-}
+// loadRulesFile loads the rules file at path (alerts.LoadFile: regular
+// files only, at most alerts.MaxFileSize, with a timeout). Its problems
+// are alerts.Errors with path as their file.
+func loadRulesFile(path string) ([]*alerts.Rule, error) { return alerts.LoadFile(path) }

@@ -125,7 +125,7 @@ func TestReload(t *testing.T) {
 	ns := netnstest.New(t)
 	dir := t.TempDir()
 	cfg := writeFile(t, dir, "stormwatch.yml", "")
-	d := startDaemon(t, ns, "", "--config="+cfg)
+	d := startDaemon(t, ns, "", "--config="+cfg, "--web.enable-lifecycle")
 
 	metric := func(name string) float64 {
 		t.Helper()
@@ -170,6 +170,7 @@ func TestReload(t *testing.T) {
 	}
 	writeFile(t, dir, "stormwatch.yml", "rule_files: [rules.d/*.yml]\n")
 	for range 3 {
+		time.Sleep(minReloadInterval) // reloads are kept a second apart
 		start := time.Now()
 		_, err := d.request("POST", "/-/reload") // 5 s deadline
 		if err == nil || !strings.Contains(err.Error(), "500 Internal Server Error") ||
@@ -185,8 +186,18 @@ func TestReload(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Reloads are throttled: one right after another is refused.
+	if _, err := d.request("POST", "/-/reload"); err == nil || !strings.Contains(err.Error(), "429") {
+		t.Errorf("a reload right after another: %v, want 429 Too Many Requests", err)
+	}
+	// Only POST reloads.
+	if _, err := d.request("GET", "/-/reload"); err == nil || !strings.Contains(err.Error(), "405") {
+		t.Errorf("GET /-/reload: %v, want 405 Method Not Allowed", err)
+	}
+
 	// A valid one, through the HTTP endpoint.
 	writeFile(t, dir, "stormwatch.yml", "disabled_rules: [SyncookiesDisabled]\n")
+	time.Sleep(minReloadInterval)
 	if _, err := d.request("POST", "/-/reload"); err != nil {
 		t.Fatal(err)
 	}
@@ -196,5 +207,21 @@ func TestReload(t *testing.T) {
 	want := fmt.Sprintf("rules=%d", len(alerts.DefaultRules())-1)
 	if !strings.Contains(d.log.String(), "msg=reloaded") || !strings.Contains(d.log.String(), want) {
 		t.Errorf("log does not show a reload to %s:\n%s", want, d.log)
+	}
+}
+
+// TestReloadNeedsLifecycle: without --web.enable-lifecycle POST /-/reload
+// is refused (anyone who reaches the port could make the daemon reload);
+// SIGHUP still works.
+func TestReloadNeedsLifecycle(t *testing.T) {
+	testbin.RequireTools(t)
+	ns := netnstest.New(t)
+	d := startDaemon(t, ns, "")
+	_, err := d.request("POST", "/-/reload")
+	if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "--web.enable-lifecycle") {
+		t.Fatalf("POST /-/reload without --web.enable-lifecycle: %v, want 403 naming the flag", err)
+	}
+	if strings.Contains(d.log.String(), "msg=reloaded") {
+		t.Error("the daemon reloaded")
 	}
 }

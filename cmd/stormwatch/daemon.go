@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -55,23 +56,23 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 
 	cfg, err := f.collect.config()
 	if err != nil {
-		logger.Error("invalid flags", "err", err)
+		logger.Error("invalid flags", "err", oneLine(err))
 		return exitUnknown
 	}
 	if f.web.WebConfigFile != nil && *f.web.WebConfigFile != "" {
 		if err := web.Validate(*f.web.WebConfigFile); err != nil {
-			logger.Error("invalid --web.config.file", "err", err)
+			logger.Error("invalid --web.config.file", "err", oneLine(err))
 			return exitUnknown
 		}
 	}
 	rules, err := loadRules(f.configFile)
 	if err != nil {
-		logger.Error("invalid configuration", "file", f.configFile, "err", err)
+		logger.Error("invalid configuration", "file", f.configFile, "err", oneLine(err))
 		return exitUnknown
 	}
 	sources, err := collector.NewSources(cfg)
 	if err != nil {
-		logger.Error("cannot open the kernel sources", "err", err)
+		logger.Error("cannot open the kernel sources", "err", oneLine(err))
 		return exitUnknown
 	}
 	defer collector.CloseSources(sources)
@@ -79,7 +80,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	history := collector.NewHistory(f.collect.retention(rules))
 	sampler, err := collector.NewSampler(schema, sources, nil, history)
 	if err != nil {
-		logger.Error("cannot start sampling", "err", err)
+		logger.Error("cannot start sampling", "err", oneLine(err))
 		return exitUnknown
 	}
 	sampler.Timeout = max(f.collect.interval, time.Second)
@@ -90,7 +91,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 
 	notifier, err := newNotifier(f, logger)
 	if err != nil {
-		logger.Error("invalid Alertmanager settings", "err", err)
+		logger.Error("invalid Alertmanager settings", "err", oneLine(err))
 		return exitUnknown
 	}
 
@@ -112,7 +113,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	}
 	handler, err := newHandler(reg, f, engine, rl)
 	if err != nil {
-		logger.Error("cannot build the web handler", "err", err)
+		logger.Error("cannot build the web handler", "err", oneLine(err))
 		return exitUnknown
 	}
 	server := &http.Server{
@@ -129,7 +130,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	// told the daemon is ready.
 	listeners, err := bindWeb(f.web)
 	if err != nil {
-		logger.Error("cannot listen", "err", err)
+		logger.Error("cannot listen", "err", oneLine(err))
 		return exitUnknown
 	}
 	// The first sample runs before the server starts, so no scrape sees an
@@ -158,7 +159,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		}
 	})
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		logger.Warn("cannot notify systemd", "err", err)
+		logger.Warn("cannot notify systemd", "err", oneLine(err))
 	}
 
 	code := exitOK
@@ -167,7 +168,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		logger.Info("shutting down")
 	case err := <-serveErr:
 		if !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("web server failed", "err", err)
+			logger.Error("web server failed", "err", oneLine(err))
 			code = exitUnknown
 		}
 		stop()
@@ -183,13 +184,13 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := server.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("web server did not stop cleanly", "err", err)
+		logger.Warn("web server did not stop cleanly", "err", oneLine(err))
 	}
 	if notifier != nil {
 		// Then what is queued is delivered, within one notify timeout.
 		fctx, fcancel := context.WithTimeout(context.Background(), f.alertmanagerTimeout)
 		if err := notifier.Flush(fctx); err != nil {
-			logger.Warn("alerts not delivered before shutdown", "err", err)
+			logger.Warn("alerts not delivered before shutdown", "err", oneLine(err))
 		}
 		fcancel()
 		notifier.Stop()
@@ -221,7 +222,7 @@ func newNotifier(f *daemonFlags, logger *slog.Logger) (*alerts.Notifier, error) 
 		}
 		if err != nil {
 			instance, _ = os.Hostname()
-			logger.Warn("cannot derive the instance label from the listen address; using the hostname (set --alertmanager.instance)", "err", err)
+			logger.Warn("cannot derive the instance label from the listen address; using the hostname (set --alertmanager.instance)", "err", oneLine(err))
 		}
 	}
 	amLog := logger.With("component", "notifier")
@@ -232,7 +233,7 @@ func newNotifier(f *daemonFlags, logger *slog.Logger) (*alerts.Notifier, error) 
 		Client:      client,
 		Instance:    instance,
 		OnError: func(url string, err error, failures uint64) {
-			amLog.Warn("alertmanager delivery failing", "url", url, "err", err, "failures", failures)
+			amLog.Warn("alertmanager delivery failing", "url", url, "err", oneLine(err), "failures", failures)
 		},
 		OnRecover: func(url string, failures uint64, down time.Duration) {
 			amLog.Info("alertmanager delivery recovered", "url", url, "failures", failures, "down", down.Round(time.Second))
@@ -272,19 +273,36 @@ func newHandler(reg *prometheus.Registry, f *daemonFlags, engine *alerts.Engine,
 			"data":   map[string]any{"alerts": active},
 		})
 	})
-	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
-		if err := rl.reload(); err != nil {
-			http.Error(w, "reload failed, the running rules are kept: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "reloaded")
-	})
+	if f.enableLifecycle {
+		mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+			err := rl.tryReload()
+			var busy *reloadBusyError
+			switch {
+			case errors.As(err, &busy):
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(busy.wait.Seconds()))))
+				http.Error(w, err.Error(), http.StatusTooManyRequests)
+			case err != nil:
+				http.Error(w, "reload failed, the running rules are kept: "+err.Error(), http.StatusInternalServerError)
+			default:
+				fmt.Fprintln(w, "reloaded")
+			}
+		})
+		mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "reload with POST", http.StatusMethodNotAllowed)
+		})
+	} else {
+		mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "Lifecycle API is not enabled: start with --web.enable-lifecycle, or send SIGHUP.", http.StatusForbidden)
+		})
+	}
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	if f.metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "stormwatch",
 			Description: "Connection-storm early warning for Linux hosts",
 			Version:     version.Info(),
+			Profiling:   "false", // no /debug/pprof here
 			Links: []web.LandingLinks{
 				{Address: f.metricsPath, Text: "Metrics"},
 				{Address: "/api/v1/alerts", Text: "Active alerts (JSON)"},
@@ -308,6 +326,7 @@ type reloader struct {
 	logger     *slog.Logger
 
 	reloading   sync.Mutex // held for a whole reload
+	lastAttempt time.Time  // when the last reload started (under reloading)
 	mu          sync.Mutex // guards ok and lastSuccess, read by scrapes
 	ok          bool
 	lastSuccess time.Time
@@ -328,15 +347,50 @@ func (rl *reloader) succeeded(t time.Time) {
 	rl.ok, rl.lastSuccess = true, t
 }
 
+// minReloadInterval is the least time between two reloads: a client
+// hammering POST /-/reload must not burn a core.
+const minReloadInterval = time.Second
+
+// reloadBusyError is a reload refused because another runs or one ran
+// less than minReloadInterval ago.
+type reloadBusyError struct{ wait time.Duration }
+
+func (e *reloadBusyError) Error() string {
+	return fmt.Sprintf("a reload ran or is running: try again in %s", e.wait.Round(10*time.Millisecond))
+}
+
+// reload re-reads the config (SIGHUP): it waits for a reload under way
+// and keeps reloads minReloadInterval apart.
 func (rl *reloader) reload() error {
 	rl.reloading.Lock() // one reload at a time (SIGHUP and HTTP)
 	defer rl.reloading.Unlock()
+	if wait := minReloadInterval - time.Since(rl.lastAttempt); wait > 0 {
+		time.Sleep(wait)
+	}
+	return rl.reloadLocked()
+}
+
+// tryReload re-reads the config (POST /-/reload), refusing at once when a
+// reload is under way or ran less than minReloadInterval ago.
+func (rl *reloader) tryReload() error {
+	if !rl.reloading.TryLock() {
+		return &reloadBusyError{wait: minReloadInterval}
+	}
+	defer rl.reloading.Unlock()
+	if wait := minReloadInterval - time.Since(rl.lastAttempt); wait > 0 {
+		return &reloadBusyError{wait: wait}
+	}
+	return rl.reloadLocked()
+}
+
+func (rl *reloader) reloadLocked() error {
+	rl.lastAttempt = time.Now()
 	rules, err := loadRules(rl.configFile)
 	if err != nil {
 		rl.mu.Lock()
 		rl.ok = false
 		rl.mu.Unlock()
-		rl.logger.Error("reload failed: keeping the running rules", "file", rl.configFile, "err", err)
+		rl.logger.Error("reload failed: keeping the running rules", "file", rl.configFile, "err", oneLine(err))
 		return err
 	}
 	rl.engine.SetRules(rules)
@@ -447,7 +501,7 @@ func (l *sampleLoop) logSources(snap *collector.Snapshot) {
 		prev, seen := l.lastErr[r.Name]
 		switch {
 		case msg != "" && msg != prev:
-			l.logger.Warn("source failed", "collector", r.Name, "err", r.Err)
+			l.logger.Warn("source failed", "collector", r.Name, "err", oneLine(r.Err))
 		case msg == "" && prev != "" && seen:
 			l.logger.Info("source recovered", "collector", r.Name)
 		}
@@ -469,7 +523,7 @@ func (l *sampleLoop) logEval(err error) {
 	}
 	if msg != l.lastEvalErr {
 		if err != nil {
-			l.logger.Warn("rule evaluation failed", "err", err)
+			l.logger.Warn("rule evaluation failed", "err", oneLine(err))
 		} else {
 			l.logger.Info("rule evaluation recovered")
 		}
