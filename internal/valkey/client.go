@@ -64,6 +64,7 @@ type Client struct {
 	connectCtx context.Context // the caller's, while NewClient connects
 	stopWatch  func() bool     // stops connectDial's deadline watch
 
+	refusedFull atomic.Bool // the last connection was refused at maxclients
 	infoSplit   atomic.Bool // the server takes one INFO section per command
 	configSplit atomic.Bool // the server takes one CONFIG GET parameter per command
 }
@@ -118,6 +119,9 @@ func (c *Client) options() vk.ClientOption {
 		DisableRetry:      true, // a failed call fails; the Client backs off
 		ClientName:        ClientName,
 		ClientSetInfo:     vk.DisableClientSetInfo,
+		// RESP2: AUTH, HELLO 2 and CLIENT SETNAME in one round trip on any
+		// server version, INFO as a plain bulk string.
+		AlwaysRESP2: true,
 		// Dialer.Timeout bounds the HELLO/AUTH handshake; KeepAlive < 0
 		// turns off the library's idle PING (our dialer keeps TCP
 		// keepalive on).
@@ -183,6 +187,7 @@ func (c *Client) dial(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Co
 	}
 	t := &trackedConn{Conn: conn, c: c}
 	c.live = t
+	c.refusedFull.Store(false)
 	return t, nil
 }
 
@@ -198,11 +203,39 @@ func (c *Client) gateLocked() error {
 	return nil
 }
 
+// connected reports whether the connection is open: after an error
+// reply, whether it answered a command (true) or refused the handshake.
+func (c *Client) connected() bool {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	return c.live != nil && c.live != dialingConn
+}
+
 // trackedConn is the Client's one connection; closing it frees the slot.
 type trackedConn struct {
 	net.Conn
 	c    *Client
 	once sync.Once
+	// head is the start of what the server sent, to recognise a refusal
+	// at maxclients: the server writes its error and closes at once, and
+	// a client that was writing meanwhile may only see EOF or a reset.
+	head  [len(maxClientsReply)]byte
+	headN int
+}
+
+// maxClientsReply starts what a server at maxclients sends on accept.
+const maxClientsReply = "-ERR max number of clients reached"
+
+func (t *trackedConn) Read(b []byte) (int, error) {
+	n, err := t.Conn.Read(b)
+	if t.headN < len(t.head) && n > 0 {
+		k := copy(t.head[t.headN:], b[:n])
+		t.headN += k
+		if t.headN == len(t.head) && string(t.head[:]) == maxClientsReply {
+			t.c.refusedFull.Store(true)
+		}
+	}
+	return n, err
 }
 
 func (t *trackedConn) Close() error {
@@ -309,36 +342,53 @@ func (c *Client) do(ctx context.Context, op string, fn func(vk.Client) error) er
 // error to give the caller.
 func (c *Client) fail(op string, err error) error {
 	kind := classify(err)
+	if kind == ErrDown && c.refusedFull.Load() {
+		kind = ErrMaxClients
+	}
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
+	connFailure := true
 	switch kind {
-	case ErrBackoff, ErrClosed, ErrServer, ErrConfigUnavailable, context.Canceled:
-		// Not a new failure of the connection.
-	default:
+	case ErrBackoff, ErrClosed, context.Canceled:
+		connFailure = false // not a new failure of the connection
+	case ErrServer, ErrConfigUnavailable:
+		// An error reply on a working connection is the command's
+		// failure; with no connection left it was the handshake's.
+		connFailure = c.live == nil
+	}
+	if connFailure {
 		c.failures++
 		c.retryAt = c.now().Add(c.backoffLocked())
+		c.lastErr = kindOnly{kind}
 		if live := c.live; live != nil && live != dialingConn {
 			// Whatever state the stream is in, start afresh: a late
 			// reply must not be read as the answer to the next command.
-			go live.Close()
+			// (Close takes dmu: after this function releases it.)
+			defer func() { go live.Close() }()
 		}
 	}
-	msg := fmt.Sprintf("valkey %s: %s", c.cfg.Address, op)
 	var out error
 	if kind == ErrBackoff || kind == ErrClosed || errors.Is(err, kind) {
-		out = fmt.Errorf("%s: %w", msg, err)
+		out = fmt.Errorf("valkey %s: %s: %w", c.cfg.Address, op, err)
 	} else {
-		out = fmt.Errorf("%s: %w: %w", msg, kind, err)
+		out = fmt.Errorf("valkey %s: %s: %w: %w", c.cfg.Address, op, kind, err)
 	}
 	if c.secret != "" && strings.Contains(out.Error(), c.secret) {
-		// Servers that do not know a command echo its arguments.
-		out = fmt.Errorf("%w: %s", kind, strings.ReplaceAll(out.Error(), c.secret, "[redacted]"))
-	}
-	if kind != ErrBackoff && kind != ErrClosed && kind != ErrServer && kind != ErrConfigUnavailable && kind != context.Canceled {
-		c.lastErr = kindOnly{kind}
+		// A server that does not know a command echoes its arguments.
+		out = redacted{text: strings.ReplaceAll(out.Error(), c.secret, "[redacted]"), kind: kind}
 	}
 	return out
 }
+
+// redacted is an error whose text had the password cut out. It keeps the
+// kind for errors.Is, not the original chain (which holds the password).
+type redacted struct {
+	text string
+	kind error
+}
+
+func (r redacted) Error() string { return r.text }
+func (r redacted) Unwrap() error { return r.kind }
 
 // kindOnly is the failure kept for backoff errors: its kind, not its text.
 type kindOnly struct{ kind error }
@@ -436,7 +486,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		var err error
 		if !c.infoSplit.Load() {
 			text, err = vc.Do(ctx, vc.B().Info().Section("server", "clients", "stats").Build()).ToString()
-			if _, ok := valkeyErr(err); ok && classify(err) == ErrServer {
+			if _, ok := valkeyErr(err); ok && classify(err) == ErrServer && c.connected() {
 				c.infoSplit.Store(true) // "ERR syntax error" before Redis 7.0
 			} else if err != nil {
 				return err
@@ -517,7 +567,7 @@ func (c *Client) Config(ctx context.Context) (ServerConfig, error) {
 				vals = m
 			} else if configUnavailable(err) {
 				return fmt.Errorf("%w: %w", ErrConfigUnavailable, err)
-			} else if _, ok := valkeyErr(err); ok && classify(err) == ErrServer {
+			} else if _, ok := valkeyErr(err); ok && classify(err) == ErrServer && c.connected() {
 				c.configSplit.Store(true) // one parameter per CONFIG GET before Redis 7.0
 			} else {
 				return err
@@ -557,15 +607,22 @@ func (c *Client) Config(ctx context.Context) (ServerConfig, error) {
 	return sc, err
 }
 
-// configUnavailable reports whether err says CONFIG cannot be used: an
-// unknown (renamed, disabled) command or an ACL denial.
+// configUnavailable reports whether err says CONFIG cannot be used:
+// CONFIG is an unknown command (renamed or disabled with rename-command)
+// or an ACL denies it.
 func configUnavailable(err error) bool {
 	ve, ok := valkeyErr(err)
 	if !ok {
 		return false
 	}
 	msg := strings.ToLower(ve.Error())
-	return strings.Contains(msg, "unknown command") || strings.HasPrefix(msg, "noperm")
+	if strings.HasPrefix(msg, "noperm") {
+		return true
+	}
+	// "ERR unknown command 'CONFIG', with args beginning with: ..." (Redis
+	// 7 quotes with ', older servers with `).
+	_, rest, ok := strings.Cut(msg, "unknown command ")
+	return ok && len(rest) > 7 && rest[1:7] == "config" && (rest[7] == '\'' || rest[7] == '`')
 }
 
 // Clients lists the server's connections (CLIENT LIST), marking the
