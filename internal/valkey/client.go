@@ -47,6 +47,9 @@ type Client struct {
 	tls    *tls.Config
 	dialer net.Dialer
 	now    func() time.Time
+	// dialNet opens the TCP connection; nil means dialer.DialContext.
+	// Tests dial inside a network namespace with it.
+	dialNet func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// mu guards vc's creation.
 	mu sync.Mutex
@@ -165,13 +168,19 @@ func (c *Client) dial(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Co
 	c.live = dialingConn
 	c.dmu.Unlock()
 
-	var conn net.Conn
-	var err error
-	if c.tls != nil {
-		d := tls.Dialer{NetDialer: &c.dialer, Config: c.tls}
-		conn, err = d.DialContext(ctx, "tcp", addr)
-	} else {
-		conn, err = c.dialer.DialContext(ctx, "tcp", addr)
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout) // TCP and TLS
+	defer cancel()
+	dialNet := c.dialNet
+	if dialNet == nil {
+		dialNet = c.dialer.DialContext
+	}
+	conn, err := dialNet(ctx, "tcp", addr)
+	if err == nil && c.tls != nil {
+		tc := tls.Client(conn, c.tls)
+		if err = tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+		}
+		conn = tc
 	}
 
 	c.dmu.Lock()

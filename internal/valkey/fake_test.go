@@ -28,6 +28,11 @@ func newFakeServer(t testing.TB, serve func(net.Conn)) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveListener(t, ln, serve)
+}
+
+// serveListener serves ln as newFakeServer does.
+func serveListener(t testing.TB, ln net.Listener, serve func(net.Conn)) *fakeServer {
 	s := &fakeServer{ln: ln}
 	var wg sync.WaitGroup
 	wg.Go(func() {
