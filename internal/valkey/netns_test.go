@@ -23,8 +23,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/sockdiag"
 	"github.com/stormwatch/stormwatch/internal/testbin"
+	"github.com/stormwatch/stormwatch/procfs"
 )
 
 // newNS returns a fresh network namespace for a test that runs
@@ -549,5 +553,58 @@ func BenchmarkInfo(b *testing.B) {
 		if _, err := c.Info(ctx); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRealDiscover finds a redis-server listening on 127.0.0.1 and ::1 in
+// a namespace from its sock_diag listeners and /proc, with no config, and
+// reads it.
+func TestRealDiscover(t *testing.T) {
+	ns := newNS(t)
+	s := startRedis(t, ns, "bind 127.0.0.1 -::1\n")
+	var listeners []Listener
+	if err := ns.Do(func() error {
+		conn, err := sockdiag.Dial()
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+			if _, err := sockdiag.Dump(context.Background(), conn, fam, 1<<unix.BPF_TCP_LISTEN, func(m sockdiag.Msg) {
+				listeners = append(listeners, Listener{Addr: m.Src, Port: m.SrcPort, Inode: m.Inode})
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := procfs.NewFS("/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := make([]uint32, len(listeners))
+	for i, l := range listeners {
+		inodes[i] = l.Inode
+	}
+	owners, err := fs.SocketOwners(inodes, procfs.OwnerLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, err := Discover(listeners, owners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(targets) != 1 || targets[0].Address != s.addr || targets[0].Process.PID != s.cmd.Process.Pid || len(targets[0].Listeners) != 2 {
+		t.Fatalf("Discover = %+v, want one target %s (pid %d) with 2 listeners", targets, s.addr, s.cmd.Process.Pid)
+	}
+	c := s.client(t, Config{Address: targets[0].Address})
+	info, err := c.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ProcessID.Value != int64(targets[0].Process.PID) {
+		t.Errorf("INFO process_id %v, discovered pid %d", info.ProcessID, targets[0].Process.PID)
 	}
 }
