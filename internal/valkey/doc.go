@@ -31,8 +31,10 @@
 //
 // # Limits
 //
-// One server, no cluster redirection or Sentinel. The CONFIG and CLIENT
-// commands need the ACL permissions of an admin user (+config|get,
-// +client|list, +client|kill, +client|id, +info). CA files are read once
-// in New; client certificates and the password on every connect.
+// One server, no cluster redirection or Sentinel. An ACL user needs +info
+// +config|get +client|list +client|id +client|setname +hello +auth +ping
+// (and +client|kill to drain). TLS is wired (CA, client certificate,
+// server name) but tested only for its configuration errors, not against
+// a TLS server. CA files are read once in New; client certificates and
+// the password on every connect.
 package valkey
