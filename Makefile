@@ -37,6 +37,10 @@ fuzz:
 	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseSoftnetStat -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/sockdiag -run '^$$' -fuzz FuzzParseInetDiagMsg -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/netdev -run '^$$' -fuzz FuzzStringSet -fuzztime $(FUZZTIME)
+	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseProcessStat -fuzztime $(FUZZTIME)
+	$(GO) test ./procfs -run '^$$' -fuzz FuzzSocketInode -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/valkey -run '^$$' -fuzz FuzzParseInfo -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/valkey -run '^$$' -fuzz FuzzParseClientList -fuzztime $(FUZZTIME)
 
 # Collection cycle, /metrics, daemon CPU and memory against ss and
 # node_exporter at 10k-200k sockets (root; see docs/benchmarks.md).

@@ -18,6 +18,14 @@
 // Per-CPU counters are 32-bit and wrap; SoftnetTotals turns the softnet
 // ones into totals that only grow.
 //
+// SocketOwners finds the process that holds a socket (by the inode
+// sock_diag reports) from the /proc/<pid>/fd links, and reads its name and
+// state from /proc/<pid>/stat: bounded (it stops once every inode is found,
+// and at a cap of processes and descriptors), with no allocation per
+// descriptor. Processes it may not look into (another user's without
+// CAP_SYS_PTRACE, or hidden by hidepid as under systemd's
+// ProtectProc=invisible) are counted and explained, not errors.
+//
 // A file the kernel does not provide (a module not loaded, an older kernel)
 // yields an error wrapping os.ErrNotExist; a file that cannot be parsed
 // yields one wrapping ErrFileParse.
