@@ -173,3 +173,50 @@ func TestDefaultRulesConfig(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestAcceptQueueStalled: a queue that holds the same connections below
+// its limit is a server that accepts nothing; a busy queue, a growing one
+// and a full one are judged by the other rules.
+func TestAcceptQueueStalled(t *testing.T) {
+	var stalled []*Rule
+	for _, r := range DefaultRules() {
+		if r.Name == "AcceptQueueStalled" {
+			stalled = append(stalled, r)
+		}
+	}
+	tests := []struct {
+		name      string
+		queue     func(sec int) uint32
+		wantFired int // the second it fires, -1 never
+	}{
+		{"stopped with 5 waiting", func(sec int) uint32 { return uint32(min(sec, 5)) }, 13},
+		{"busy and served", func(sec int) uint32 { return []uint32{0, 2, 0, 1, 3, 0, 0, 1}[sec%8] }, -1},
+		{"served but never empty", func(sec int) uint32 { return 1 + uint32(sec%3) }, -1},
+		{"filling in a storm", func(sec int) uint32 { return uint32(4 * sec) }, -1},
+		{"full and overflowing", func(sec int) uint32 { return min(uint32(40*sec), 129) }, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := NewEngine(stalled, Options{})
+			h := history()
+			fired := -1
+			for sec := range 60 {
+				h.Add(snap(sec, func(s *fixture) {
+					s.Listeners = []collector.Listener{listener("0.0.0.0", 6379, tt.queue(sec), 128, 0)}
+				}))
+				trs, err := e.Eval(at(sec), h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, tr := range trs {
+					if tr.To == StateFiring && fired < 0 {
+						fired = sec
+					}
+				}
+			}
+			if fired != tt.wantFired {
+				t.Errorf("fired at %d, want %d", fired, tt.wantFired)
+			}
+		})
+	}
+}

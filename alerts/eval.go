@@ -27,6 +27,9 @@ const (
 	fnBaselineRate
 )
 
+// callResult is a function's result and the seconds its points span.
+type callResult struct{ v, span float64 }
+
 // callKey identifies one function call within one evaluation: host series
 // are shared by every entity of a rule's scope (kind 0, row -1).
 type callKey struct {
@@ -59,9 +62,12 @@ type evaluator struct {
 	// taint is set when a function had no data during a run.
 	taint bool
 
-	envs     map[Scope]*scopeEnv
-	fns      funcs
-	cache    map[callKey]float64
+	envs  map[Scope]*scopeEnv
+	fns   funcs
+	cache map[callKey]callResult
+	// span is the longest time, in seconds, the series read since it was
+	// last reset cover: what a window actually held.
+	span     float64
 	windows  map[string]time.Duration
 	ser      series
 	buf      []float64
@@ -73,7 +79,7 @@ func newEvaluator(vb *Vocabulary) *evaluator {
 	e := &evaluator{
 		vocab:    vb,
 		envs:     map[Scope]*scopeEnv{},
-		cache:    map[callKey]float64{},
+		cache:    map[callKey]callResult{},
 		windows:  map[string]time.Duration{},
 		hostData: map[Scope]map[string]any{},
 		row:      -1,
@@ -223,8 +229,10 @@ func (e *evaluator) cond(r *Rule) (holds, ok bool, err error) {
 	return b, true, nil
 }
 
-// value runs r's value expression; NaN when it has none or it fails.
+// value runs r's value expression; NaN when it has none or it fails. The
+// seconds its series span are left in e.span for the templates.
 func (e *evaluator) value(r *Rule) float64 {
+	e.span = 0
 	if r.valueProg == nil {
 		return math.NaN()
 	}
@@ -266,6 +274,11 @@ func (e *evaluator) data(value float64, labels map[string]string) map[string]any
 		for _, l := range sv.labels {
 			d[l.name] = env.Field(l.field).Interface()
 		}
+		if t := e.latest.Table(sv.kind); t != nil {
+			for i, a := range e.vocab.schema.Attrs(string(sv.scope)) {
+				d[a] = t.Attr(e.row, i)
+			}
+		}
 		for _, j := range sv.joins {
 			jd := make(map[string]any, len(j.vars))
 			for _, v := range j.vars {
@@ -276,6 +289,7 @@ func (e *evaluator) data(value float64, labels map[string]string) map[string]any
 	}
 	d["value"] = value
 	d["labels"] = labels
+	d["span"] = e.span
 	return d
 }
 
@@ -336,13 +350,17 @@ func (e *evaluator) call(f fn, name, w1, w2 string, limit float64) float64 {
 	key := callKey{fn: f, series: name, w1: w1, w2: w2, limit: math.Float64bits(limit), kind: kind, row: row}
 	r, ok := e.cache[key]
 	if !ok {
-		r = e.compute(f, v, kind, row, labels, w1, w2, limit)
+		r.v = e.compute(f, v, kind, row, labels, w1, w2, limit)
+		if n := len(e.ser.t); n > 1 {
+			r.span = e.ser.t[n-1] - e.ser.t[0]
+		}
 		e.cache[key] = r
 	}
-	if math.IsNaN(r) {
+	e.span = max(e.span, r.span)
+	if math.IsNaN(r.v) {
 		e.taint = true
 	}
-	return r
+	return r.v
 }
 
 func (e *evaluator) compute(f fn, v *variable, kind, row int, labels []string, w1, w2 string, limit float64) float64 {

@@ -98,7 +98,7 @@ func humanizeDuration(v any) (string, error) {
 // sampleData returns template data of scope sv with every value set, for
 // checking templates at load.
 func sampleData(sv *scopeVocab) map[string]any {
-	d := map[string]any{"value": 0.5, "labels": map[string]string{}}
+	d := map[string]any{"value": 0.5, "labels": map[string]string{}, "span": 10.0}
 	for _, v := range slices.Concat(sv.host, sv.own) {
 		d[v.Name] = 1.0
 	}
@@ -107,6 +107,11 @@ func sampleData(sv *scopeVocab) map[string]any {
 			d[l.name] = 6379
 		} else {
 			d[l.name] = "0.0.0.0"
+		}
+	}
+	if sv.kind != 0 {
+		for _, a := range sv.attrs {
+			d[a] = "x"
 		}
 	}
 	for _, j := range sv.joins {

@@ -74,6 +74,7 @@ type scopeVocab struct {
 	host   []*variable
 	own    []*variable
 	labels []labelVar
+	attrs  []string // the entity's attributes, for templates
 	joins  []*joinVocab
 	byName map[string]*variable
 	env    reflect.Type // the environment struct
@@ -159,6 +160,7 @@ func (vb *Vocabulary) newScope(ki int, k *collector.EntityKind) *scopeVocab {
 			sv.own = append(sv.own, v)
 			sv.byName[ref.Name] = v
 		}
+		sv.attrs = vb.schema.Attrs(k.Name)
 		for i, l := range k.Labels {
 			t := reflect.TypeFor[string]()
 			if l.Int {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/internal/sockdiag"
+	"github.com/stormwatch/stormwatch/procfs"
 )
 
 // The listeners source: accept and SYN queues per listening address and
@@ -46,6 +47,8 @@ const (
 	lsnSynRecvDumps
 	lsnDumpRetries
 	lsnDumpNoBufs
+	lsnOwnerKnown
+	lsnOwnerStopped
 )
 
 // partSynRecv is the part of the listeners source read by the SYN_RECV
@@ -67,6 +70,16 @@ var listenersDecl = &Declaration{
 			{Name: "port", Int: true, Help: "the port (integer)"},
 		},
 		Display: func(l []string) string { return net.JoinHostPort(l[0], l[1]) },
+		Attrs:   []string{attrProcess, attrPID, attrState, attrOwnerError},
+		Describe: func(a map[string]string) string {
+			if a[attrProcess] != "" {
+				return "owner: " + a[attrProcess] + " (pid " + a[attrPID] + "), " + a[attrState]
+			}
+			if a[attrOwnerError] != "" {
+				return "owner unknown: " + a[attrOwnerError]
+			}
+			return ""
+		},
 	}},
 	HostAttrs: []string{"syn_recv_reason"},
 	Values: []Value{
@@ -98,6 +111,11 @@ var listenersDecl = &Declaration{
 			Help: "sock_diag dumps restarted because the kernel flagged them inconsistent (NLM_F_DUMP_INTR)."},
 		lsnDumpNoBufs: {Name: "syn_recv_dump_nobufs", Kind: Counter, Unit: "dumps", Metric: "syn_recv_dump_nobufs_total",
 			Help: "sock_diag dumps restarted because the receive buffer overran (ENOBUFS)."},
+		lsnOwnerKnown: {Name: "owner_known", Entity: KindListener, Kind: Gauge, Metric: "listener_owner_info",
+			AttrLabels: []string{"process", attrProcess, "pid", attrPID, "state", attrState},
+			Help:       "The process holding the listener (1 when it could be seen: run with the privilege to see other processes' file descriptors), its pid and state (running, sleeping, stopped, uninterruptible sleep …)."},
+		lsnOwnerStopped: {Name: "owner_stopped", Entity: KindListener, Kind: Gauge,
+			Help: "1 when the process holding the listener is stopped (SIGSTOP, a debugger): it accepts nothing; 0 when it runs; no data when it cannot be seen"},
 	},
 	Items: []Item{
 		{ID: "syn_queue", Section: "syn_queue", What: "SYN queue", Entity: KindListener, Unit: "half-open",
@@ -255,10 +273,13 @@ type listenerKey struct {
 	port uint16
 }
 
-// listenerMeta is what the SYN_RECV mapping needs beyond a Listener.
+// listenerMeta is what the source keeps of a listener beyond a Listener.
 type listenerMeta struct {
 	// dualStack is true for a :: listener taking IPv4 connections.
 	dualStack bool
+	// inode is one of its sockets' inodes (the first dumped), to find its
+	// owner.
+	inode uint32
 }
 
 // listenerLabels are a listener's label values, kept from one cycle to
@@ -288,6 +309,11 @@ type listenerSource struct {
 	order      []int
 	// cost measures a SYN_RECV dump started at start, for its budget.
 	cost func(start time.Time) time.Duration
+	// owners finds the processes holding the listeners (nil: not looked
+	// up).
+	owners *ownerCache
+	inodes []uint32
+	busy   map[int]bool
 
 	// Carried between cycles.
 	cadence synRecvCadence
@@ -301,7 +327,7 @@ type listenerSource struct {
 	cycle   uint64
 }
 
-func newListenerSource(cfg ListenerConfig) (*listenerSource, error) {
+func newListenerSource(cfg ListenerConfig, fs *procfs.FS) (*listenerSource, error) {
 	for _, r := range slices.Concat(cfg.Include, cfg.Exclude) {
 		if r.Lo > r.Hi {
 			return nil, fmt.Errorf("port range %d-%d: low end above high end", r.Lo, r.Hi)
@@ -331,6 +357,10 @@ func newListenerSource(cfg ListenerConfig) (*listenerSource, error) {
 		labels:  make(map[listenerKey]*listenerLabels),
 		cadence: synRecvCadence{interval: cfg.SynRecvInterval},
 		cost:    time.Since,
+	}
+	if fs != nil {
+		l.owners = newOwnerCache(*fs)
+		l.busy = map[int]bool{}
 	}
 	l.listenFn = l.addListenSocket
 	l.synRecvFn = l.addRequestSocket
@@ -519,7 +549,7 @@ func (l *listenerSource) addListenSocket(m sockdiag.Msg) {
 		i = len(l.cur)
 		l.index[k] = i
 		l.cur = append(l.cur, Listener{Addr: k.addr, Port: k.port})
-		l.meta = append(l.meta, listenerMeta{})
+		l.meta = append(l.meta, listenerMeta{inode: m.Inode})
 	}
 	if m.Family == unix.AF_INET6 {
 		l.hasFamily[1] = true
@@ -613,6 +643,7 @@ func (l *listenerSource) publish(w *Writer, synRecvKnown bool) {
 		l.order = l.order[:max]
 	}
 	syncookies, maxSynBacklog := w.Get("syncookies"), w.Get("tcp_max_syn_backlog")
+	l.updateOwners(w.Time())
 	tw := w.Table(KindListener, len(l.order))
 	var total uint64
 	for _, i := range l.order {
@@ -623,6 +654,10 @@ func (l *listenerSource) publish(w *Writer, synRecvKnown bool) {
 		tw.Set(row, lsnAcceptFill, ln.Fill())
 		tw.Set(row, lsnSockets, float64(ln.Sockets))
 		tw.Set(row, lsnSynQueueLimit, SynQueueLimit(ln, syncookies, maxSynBacklog))
+		if l.owners != nil {
+			p, reason := l.owners.lookup(l.meta[i].inode)
+			setOwner(tw, row, p, reason)
+		}
 		if synRecvKnown {
 			tw.Set(row, lsnSynRecv, float64(ln.SynRecv))
 			total += uint64(ln.SynRecv)
@@ -642,6 +677,26 @@ func (l *listenerSource) publish(w *Writer, synRecvKnown bool) {
 			}
 		}
 	}
+}
+
+// updateOwners looks up the owners of the kept listeners (see
+// ownerCache), reading again the state of those with a queue.
+func (l *listenerSource) updateOwners(now time.Time) {
+	if l.owners == nil {
+		return
+	}
+	l.inodes = l.inodes[:0]
+	clear(l.busy)
+	for _, i := range l.order {
+		ino := l.meta[i].inode
+		l.inodes = append(l.inodes, ino)
+		if l.cur[i].AcceptQueue > 0 {
+			if p, reason := l.owners.lookup(ino); reason == "" {
+				l.busy[p.PID] = true
+			}
+		}
+	}
+	l.owners.update(now, l.inodes, l.busy)
 }
 
 // labelsOf returns the listener's label values, the same slice every cycle.

@@ -216,7 +216,7 @@ func findListener(s *Snapshot, addr netip.Addr, port uint16) (Listener, bool) {
 func newNSSource(t testing.TB, ns *netnstest.NS, cfg ListenerConfig) *listenerSource {
 	t.Helper()
 	cfg.Dial = nsDial(ns)
-	src, err := newListenerSource(cfg)
+	src, err := newListenerSource(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

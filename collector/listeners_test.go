@@ -153,7 +153,7 @@ func wantTestListeners() []Listener {
 func newFakeSource(t *testing.T, k *fakeKernel, cfg ListenerConfig) *listenerSource {
 	t.Helper()
 	k.t = t
-	src, err := newListenerSource(cfg)
+	src, err := newListenerSource(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -741,7 +741,7 @@ func TestNewListenerSourceInvalid(t *testing.T) {
 		{Max: -1},
 		{SynRecvInterval: -time.Second},
 	} {
-		if _, err := newListenerSource(cfg); err == nil {
+		if _, err := newListenerSource(cfg, nil); err == nil {
 			t.Errorf("newListenerSource(%+v) succeeded", cfg)
 		}
 	}

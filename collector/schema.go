@@ -99,6 +99,10 @@ type EntityKind struct {
 	// Display names one entity for people ("0.0.0.0:6379"); nil joins the
 	// label values with a space.
 	Display func(labels []string) string
+	// Describe says in words what an entity's attributes tell, for the
+	// checklist ("owner: redis-server (pid 812), stopped"); nil or "" for
+	// nothing.
+	Describe func(attrs map[string]string) string
 	// Joins are the kinds an entity can be linked to.
 	Joins []Join
 }
@@ -144,6 +148,18 @@ type Item struct {
 	// Queue marks a queue a wave of new connections fills: used/limit
 	// headroom is computed from Value and Limit.
 	Queue bool
+	// Caveat is said under a rate item whose figure would mislead: when
+	// the summed rate of its counters is above zero, the item is at least
+	// a warning and says why.
+	Caveat *Caveat
+}
+
+// Caveat qualifies a rate item (Item.Caveat).
+type Caveat struct {
+	// Rate lists the counters whose summed rate triggers it.
+	Rate []string
+	// Text explains, with %s standing for that rate ("12.5").
+	Text string
 }
 
 // covers reports whether a rule mentioning value name attaches to it.
@@ -354,7 +370,11 @@ func NewSchema(decls ...*Declaration) (*Schema, error) {
 			if _, ok := sc.kindByN[kind]; !ok {
 				bad("item %s: unknown entity kind %q", it.ID, it.Entity)
 			}
-			for _, n := range slices.Concat([]string{it.Value, it.Limit, it.Ratio}, it.Rate, it.Related) {
+			var caveat []string
+			if it.Caveat != nil {
+				caveat = it.Caveat.Rate
+			}
+			for _, n := range slices.Concat([]string{it.Value, it.Limit, it.Ratio}, it.Rate, it.Related, caveat) {
 				if n == "" {
 					continue
 				}

@@ -92,7 +92,7 @@ var table = []struct {
 	}},
 	// After tcpstat and sysctl: its SYN_RECV cadence and SYN queue limit
 	// read this cycle's counters and sysctls.
-	{listenersDecl, func(cfg Config, _ procfs.FS) (Source, error) { return newListenerSource(cfg.Listeners) }},
+	{listenersDecl, func(cfg Config, fs procfs.FS) (Source, error) { return newListenerSource(cfg.Listeners, &fs) }},
 }
 
 var (

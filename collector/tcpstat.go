@@ -72,7 +72,11 @@ var tcpstatDecl = func() *Declaration {
 			{ID: "accept_overflows", Section: "accept_queue", What: "accept queue overflows", Unit: "drops/s",
 				Rate: []string{"listen_overflows"}, Related: []string{"listen_drops"}},
 			{ID: "connection_rate", Section: "connection_rate", What: "new connections (passive opens)", Unit: "connections/s",
-				Rate: []string{"passive_opens"}},
+				Rate: []string{"passive_opens"},
+				// Dropped attempts never become passive opens: in a storm
+				// against a stalled server this rate looks calm.
+				Caveat: &Caveat{Rate: []string{"listen_drops"},
+					Text: "%s connection attempts/s were dropped at a listener (TcpExt ListenDrops) and are not counted here"}},
 		},
 	}
 	for _, f := range tcpstatFields {

@@ -99,6 +99,9 @@ func (p *printer) item(it Item) {
 			p.printf("%s%s\n", indent, p.style(ansiDim, a.Name+": "+a.Summary))
 		}
 	}
+	if it.Detail != "" {
+		p.printf("%s%s\n", indent, it.Detail)
+	}
 	for _, adv := range it.Advice {
 		p.printf("%s→ %s\n", indent, adv)
 	}

@@ -100,6 +100,11 @@ type Item struct {
 	// NotJudged names the item's rules that had too little data to judge
 	// (a rule over minutes of history, or counters in an instant check).
 	NotJudged []string `json:"not_judged,omitempty"`
+	// Attributes are what the source knows of the entity beyond its
+	// labels (a listener's owning process: process, pid, state, or
+	// owner_error), for an item that is not OK; Detail says it in words.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	Detail     string            `json:"detail,omitempty"`
 }
 
 // Alert is a rule whose condition holds, as judged once.
@@ -128,6 +133,9 @@ type Input struct {
 	First, Last *collector.Snapshot
 	// Findings are the rules judged on the samples (alerts.Engine.Check).
 	Findings []alerts.Finding
+	// Ports are the listener ports the check was asked about (--port): one
+	// with no listener is a warning, and none found at all is Unknown.
+	Ports []uint16
 }
 
 // otherSection holds the rules that attach to no declared item.
@@ -192,14 +200,47 @@ func Build(in Input) *Report {
 		b.attach(&it, f)
 		bySection[name].Items = append(bySection[name].Items, it)
 	}
+	missing := b.missingPorts()
+	if acc := bySection["accept_queue"]; acc != nil {
+		for _, p := range missing {
+			acc.Items = append(acc.Items, Item{ID: "accept_queue", What: "port " + strconv.Itoa(int(p)), Status: Warning,
+				Labels: map[string]string{"port": strconv.Itoa(int(p))},
+				Reason: "no listener on port " + strconv.Itoa(int(p)) + ": nothing is listening (is the server down, or the port mistyped?)"})
+		}
+	}
 	for _, sec := range sections {
 		if out := bySection[sec.Name]; len(out.Items) > 0 {
 			r.Sections = append(r.Sections, *out)
 		}
 	}
 	r.Status = r.verdict(sc)
+	if len(in.Ports) > 0 && len(missing) == len(in.Ports) {
+		if res, _ := s.Source("listeners"); res.Success {
+			r.Status = Unknown // none of the listeners asked about exists
+		}
+	}
 	r.ExitCode = r.Status.ExitCode()
 	return r
+}
+
+// missingPorts returns the ports asked about that no listener has (none
+// when the listeners could not be read: that is said elsewhere).
+func (b *builder) missingPorts() []uint16 {
+	t := b.s.TableOf(collector.KindListener)
+	if t == nil {
+		return nil
+	}
+	found := map[string]bool{}
+	for r := range t.Len() {
+		found[t.Labels(r)[1]] = true
+	}
+	var out []uint16
+	for _, p := range b.in.Ports {
+		if !found[strconv.Itoa(int(p))] && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // verdict is the worst item status. With nothing worse than OK it is
@@ -350,9 +391,30 @@ func (b *builder) items(i int, it *collector.Item) []Item {
 		o := Item{ID: it.ID, What: it.What + " " + b.sc.DisplayName(it.Entity, lv), Unit: it.Unit, Labels: labels}
 		b.figures(&o, l.v, l.lim, l.frac, src)
 		b.judge(&o, i)
+		if o.Status != OK {
+			o.Attributes, o.Detail = describe(k, t, l.row)
+		}
 		out = append(out, o)
 	}
 	return out
+}
+
+// describe returns the attributes of entity row of t, and what its kind
+// says of them.
+func describe(k *collector.EntityKind, t *collector.Table, row int) (map[string]string, string) {
+	var attrs map[string]string
+	for i, name := range k.Attrs {
+		if v := t.Attr(row, i); v != "" {
+			if attrs == nil {
+				attrs = map[string]string{}
+			}
+			attrs[name] = v
+		}
+	}
+	if attrs == nil || k.Describe == nil {
+		return attrs, ""
+	}
+	return attrs, k.Describe(attrs)
 }
 
 func (b *builder) get(name string) float64 {
@@ -389,25 +451,37 @@ func (b *builder) figures(it *Item, value, limit, ratio float64, source string) 
 }
 
 // rateItem is an item whose value is the summed rate of counters over
-// the window: the rise of each from the first sample to the last
-// (alerts.CounterDelta), those not read left out.
+// the window.
 func (b *builder) rateItem(i int, it *collector.Item, source string) Item {
 	out := Item{ID: it.ID, What: it.What, Unit: it.Unit}
+	if r, ok := b.rate(it.Rate); ok {
+		out.RatePerSecond = ptr(r)
+	} else {
+		out.Status, out.Reason = Unknown, b.reason(source)
+	}
+	b.judge(&out, i)
+	if c := it.Caveat; c != nil && out.Status != Unknown {
+		if r, ok := b.rate(c.Rate); ok && r > 0 {
+			out.Status = max(out.Status, Warning)
+			out.Reason = fmt.Sprintf(c.Text, strconv.FormatFloat(r, 'f', 1, 64))
+		}
+	}
+	return out
+}
+
+// rate is the summed rate of counters over the window: the rise of each
+// from the first sample to the last (alerts.CounterDelta), those not read
+// left out; false when none was read.
+func (b *builder) rate(counters []string) (float64, bool) {
 	sum, read := 0.0, false
-	for _, name := range it.Rate {
+	for _, name := range counters {
 		a, z := b.in.First.Get(name), b.s.Get(name)
 		if collector.Present(a) && collector.Present(z) {
 			sum += alerts.CounterDelta(a, z)
 			read = true
 		}
 	}
-	if read {
-		out.RatePerSecond = ptr(sum / b.window)
-	} else {
-		out.Status, out.Reason = Unknown, b.reason(source)
-	}
-	b.judge(&out, i)
-	return out
+	return sum / b.window, read
 }
 
 // alerting reports whether a rule placed on item i alerts for labels.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -246,3 +247,44 @@ func TestCoreSourceFailedIsUnknown(t *testing.T) {
 
 var tcpstatNames = []string{"listen_overflows", "listen_drops", "syncookies_sent", "syncookies_recv", "syncookies_failed",
 	"syn_queue_drops", "syn_queue_cookies", "active_opens", "passive_opens", "attempt_fails", "estab_resets", "established"}
+
+// TestMissingPort: a port asked about with no listener is said, and is at
+// least a warning; when none of the ports asked about has a listener the
+// check cannot judge anything it was asked: Unknown.
+func TestMissingPort(t *testing.T) {
+	for _, tt := range []struct {
+		ports    []uint16
+		wantExit int
+	}{
+		{[]uint16{6379, 6390}, 1},
+		{[]uint16{6390}, 3},
+	} {
+		last := host(t0)
+		var keep []collector.Listener
+		for _, l := range last.listeners {
+			if slices.Contains(tt.ports, l.Port) {
+				keep = append(keep, l)
+			}
+		}
+		last.listeners = keep // check --port reads only these
+		h := collector.NewHistory(collector.Retention{Host: time.Minute})
+		snap := last.snapshot()
+		h.Add(snap)
+		findings, err := alerts.NewEngine(alerts.DefaultRules(), alerts.Options{}).Check(snap.Time, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := Build(Input{Host: "h", Last: snap, Findings: findings, Ports: tt.ports})
+		if r.ExitCode != tt.wantExit {
+			t.Errorf("ports %v: exit %d, want %d", tt.ports, r.ExitCode, tt.wantExit)
+		}
+		var text, js bytes.Buffer
+		r.WriteText(&text, TextOptions{})
+		r.WriteJSON(&js)
+		for _, out := range []string{text.String(), js.String()} {
+			if !strings.Contains(out, "no listener on port 6390") {
+				t.Errorf("ports %v: output does not say there is no listener:\n%s", tt.ports, out)
+			}
+		}
+	}
+}

@@ -62,6 +62,7 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "stormwatch: some rules could not be judged: %s\n", oneLine(err))
 	}
+	in.Ports = f.ports
 	report := diagnose.Build(in)
 	if f.format == "json" {
 		err = report.WriteJSON(stdout)
