@@ -14,9 +14,9 @@ var (
 	ErrNoCapNetAdmin = fmt.Errorf("closing a socket with SOCK_DESTROY needs CAP_NET_ADMIN: %w", os.ErrPermission)
 
 	// ErrDestroyUnsupported: the kernel has no SOCK_DESTROY for TCP
-	// (EOPNOTSUPP: built without CONFIG_INET_DIAG_DESTROY). It wraps
+	// (EOPNOTSUPP: built without CONFIG_INET_DIAG_DESTROY). It matches
 	// os.ErrNotExist, as a missing kernel feature.
-	ErrDestroyUnsupported = fmt.Errorf("this kernel cannot close sockets over sock_diag (SOCK_DESTROY needs a kernel built with CONFIG_INET_DIAG_DESTROY=y): %w", os.ErrNotExist)
+	ErrDestroyUnsupported error = notExist("this kernel cannot close sockets over sock_diag (SOCK_DESTROY needs a kernel built with CONFIG_INET_DIAG_DESTROY=y)")
 
 	// ErrGone: no socket had that exact identity any more (ENOENT), or
 	// its address and ports now belong to another socket (ESTALE: the
@@ -28,3 +28,9 @@ var (
 	// is unknown.
 	ErrAckLost = errors.New("SOCK_DESTROY answer lost to a netlink receive buffer overrun")
 )
+
+// notExist is an error that matches os.ErrNotExist without its words.
+type notExist string
+
+func (e notExist) Error() string        { return string(e) }
+func (e notExist) Is(target error) bool { return target == os.ErrNotExist }
