@@ -77,7 +77,9 @@
 // namespace of the thread that first uses them. Destroy needs
 // CAP_NET_ADMIN and CONFIG_INET_DIAG_DESTROY; clients see an RST, the
 // server ECONNABORTED (a clean close needs the server's cooperation, which
-// is what the Valkey method is for). The listing dumps the established
-// hash of the namespace once per family per batch: about 3 ms at 100k
-// sockets.
+// is what the Valkey method is for). The listing dumps every established
+// socket of the namespace, once per family per batch, and the kernel
+// spends about 1.4 µs on each (measured on 6.18: 25 ms at 18k sockets;
+// 0.34 s for the first listing and the checks at 100k): a drain of 50k
+// connections with a batch a second spends a fifth of a core listing.
 package drain

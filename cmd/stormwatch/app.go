@@ -145,6 +145,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rulesCmd.Flag("check", "Validate the rules files given as arguments instead.").BoolVar(&rf.checkMode)
 	rulesCmd.Arg("files", "Rules files to validate with --check.").StringsVar(&rf.check)
 
+	df := &drainFlags{}
+	drainCmd := df.register(app)
+
 	cmd, err := app.Parse(args)
 	if terminated >= 0 { // --help or --version was handled
 		if terminated != 0 {
@@ -164,6 +167,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCheck(cf, stdout, stderr)
 	case rulesCmd.FullCommand():
 		return runRules(rf, stdout, stderr)
+	case drainCmd.FullCommand():
+		return runDrain(df, stdout, stderr)
 	}
 	return exitUnknown
 }
