@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseConntrackStat -fuzztime $(FUZZTIME)
 	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseSysctl -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/sockdiag -run '^$$' -fuzz FuzzParseInetDiagMsg -fuzztime $(FUZZTIME)
+	$(GO) test ./drain -run '^$$' -fuzz FuzzParseHeadroom -fuzztime $(FUZZTIME)
 
 # Collection cycle, /metrics, daemon CPU and memory against ss and
 # node_exporter at 10k-200k sockets (root; see docs/benchmarks.md).

@@ -79,7 +79,7 @@ func (f *drainFlags) register(app *kingpin.Application) *kingpin.CmdClause {
 		"Each batch waits while any has less headroom than --min-headroom, and shrinks when their queues rose.").PlaceHolder("URL").StringsVar(&f.paceBy)
 	cmd.Flag("min-headroom", "Least headroom (0 to 1) every receiver must have for a batch to go.").Default("0.3").Float64Var(&f.minHeadroom)
 	cmd.Flag("timeout", "Most time, in all, batches may wait for the receivers before the drain gives up (exit 1).").Default("5m").DurationVar(&f.timeout)
-	cmd.Flag("format", "Output: auto (a progress bar on a terminal, JSON lines otherwise), text or json.").Default("auto").StringVar(&f.format)
+	cmd.Flag("format", "Output: auto (a progress bar on a terminal, JSON lines otherwise), text (a line per batch) or json (a line per event).").Default("auto").StringVar(&f.format)
 	cmd.Flag("include-new", "Also drain connections that arrive during the drain (--no-include-new: only those there at the start).").
 		Default("true").BoolVar(&f.includeNew)
 	return cmd
@@ -153,9 +153,6 @@ func (f *drainFlags) setup(stdout io.Writer) (*drainSetup, error) {
 		}
 	case "text":
 		s.format = "text"
-		if tty {
-			s.format = "bar"
-		}
 	case "json":
 		s.format = "json"
 	default:
@@ -468,6 +465,9 @@ func percent(p drain.Progress) string {
 func remaining(p drain.Progress) string {
 	if p.Remaining < 0 {
 		return "?"
+	}
+	if p.Remaining < 10*time.Second {
+		return p.Remaining.Round(100 * time.Millisecond).String()
 	}
 	return p.Remaining.Round(time.Second).String()
 }
