@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/internal/stormlab"
 	"github.com/stormwatch/stormwatch/internal/testbin"
 )
@@ -101,10 +102,23 @@ func num(m map[string]any, key string) float64 {
 	return v
 }
 
+// newFunnel sets up the Funnel scenario with its clients in a stormlab
+// worker built without the race detector: the clients are the load, not
+// the code under test, and must reconnect as fast as real ones.
 func newFunnel(t *testing.T, clients int) (*stormlab.Lab, *stormlab.Funnel) {
 	t.Helper()
-	lab := newLab(t, "redis-server")
+	testbin.RequireTools(t, "ss", "nft", "redis-server")
 	testbin.Stormwatch(t) // built now, not while a move is timed
+	ns := netnstest.New(t)
+	lab, err := stormlab.New(ns, stormlab.Options{Logf: t.Logf, WorkerExe: testbin.Stormlab(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("lab cleanup: %v", err)
+		}
+	})
 	s := &stormlab.Funnel{Lab: lab, Clients: clients}
 	if err := s.Setup(context.Background()); err != nil {
 		t.Fatal(err)
