@@ -29,7 +29,8 @@ type Admission struct {
 	Share float64
 	// Note says why the share changed ("" when it did not).
 	Note string
-	// Waited is how long Admit held the batch back.
+	// Waited is how long Admit held the batch back (0 when the receivers
+	// were ready at the first question).
 	Waited time.Duration
 	// Headroom is the tightest headroom the receivers reported, NaN if
 	// none did.
@@ -210,8 +211,11 @@ func (p *ClosedLoop) Admit(ctx context.Context, wait func(string)) (Admission, e
 		case <-t.C:
 		}
 	}
-	took := time.Since(began)
-	p.waited += took
+	var took time.Duration // time held back; asking alone is not waiting
+	if held {
+		took = time.Since(began)
+		p.waited += took
+	}
 
 	minShare := p.MinShare
 	if minShare <= 0 {
