@@ -85,6 +85,12 @@ func TestClosedLoopShrinksAndGrows(t *testing.T) {
 				t.Fatal(err)
 			}
 			shares = append(shares, adm.Share)
+			if adm.Waited != 0 {
+				t.Errorf("waited %v with the receiver ready", adm.Waited)
+			}
+		}
+		if p.Waited() != 0 {
+			t.Errorf("total wait %v with the receiver always ready", p.Waited())
 		}
 		if diff := cmp.Diff([]float64{1, 0.5, 0.25, 0.5, 1, 1, 1}, shares); diff != "" {
 			t.Errorf("shares (-want +got):\n%s", diff)
