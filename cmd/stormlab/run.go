@@ -40,6 +40,8 @@ commands:
   conntrack     tracked flows fill the conntrack table under a lowered nf_conntrack_max
   reconnect     a client pool reconnects to a restarted redis-server, without and with backoff
   churn         steady short connections against an accepting redis-server (no storm)
+  funnel        clients move to a new redis-server: old one killed, or drained with stormwatch drain
+  destroy-rate  how fast stormwatch drain --method destroy closes many connections in one batch
   bench         stormwatch's collection cycle, scrape and footprint against ss and node_exporter
 
 "stormlab <command> -h" lists a command's flags.
@@ -59,6 +61,8 @@ func run(args []string) int {
 		"conntrack":    cmdConntrack,
 		"reconnect":    cmdReconnect,
 		"churn":        cmdChurn,
+		"funnel":       cmdFunnel,
+		"destroy-rate": cmdDestroyRate,
 		"bench":        cmdBench,
 	}
 	cmd, ok := cmds[args[0]]

@@ -113,6 +113,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCheck(c.check, stdout, stderr)
 	case c.rulesCmd.FullCommand():
 		return runRules(c.rules, stdout, stderr)
+	case c.drainCmd.FullCommand():
+		return runDrain(c.drain, stdout, stderr)
 	}
 	return exitUnknown
 }
@@ -124,10 +126,11 @@ type cli struct {
 	terminated int // exit code of --help or --version; -1 when not handled
 	logCfg     *promslog.Config
 
-	runCmd, checkCmd, rulesCmd *kingpin.CmdClause
-	daemon                     *daemonFlags
-	check                      *checkFlags
-	rules                      *rulesFlags
+	runCmd, checkCmd, rulesCmd, drainCmd *kingpin.CmdClause
+	daemon                               *daemonFlags
+	check                                *checkFlags
+	rules                                *rulesFlags
+	drain                                *drainFlags
 }
 
 // newCLI declares the commands and their flags.
@@ -194,6 +197,9 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	c.rulesCmd.Flag("check", "Validate the rules files given as arguments instead.").BoolVar(&rf.checkMode)
 	c.rulesCmd.Flag("vocabulary", "Print what rule conditions may name instead: every scope, value and function.").BoolVar(&rf.vocabulary)
 	c.rulesCmd.Arg("files", "Rules files to validate with --check.").StringsVar(&rf.check)
+
+	c.drain = &drainFlags{}
+	c.drainCmd = c.drain.register(app)
 	return c
 }
 

@@ -77,7 +77,8 @@ type response struct {
 	Err string `json:"err,omitempty"`
 
 	Capacity int `json:"capacity,omitempty"` // hello: sockets the worker may hold
-	Port     int `json:"port,omitempty"`     // listen
+	Port     int `json:"port,omitempty"`     // listen, serve
+	Served   int `json:"served,omitempty"`   // served: connections accepted and held
 
 	Connect *ConnectResult    `json:"connect,omitempty"`
 	Clients *ClientsStatus    `json:"clients,omitempty"`
@@ -103,7 +104,11 @@ type ConnectResult struct {
 // server that reconnect when their connection ends.
 type ClientsConfig struct {
 	Addr string `json:"addr"`
-	N    int    `json:"n"`
+	// Reconnect, when set, is dialled instead of Addr once a client's
+	// connection to Addr has ended: a client that moves to a new server
+	// when the old one drops it.
+	Reconnect string `json:"reconnect,omitempty"`
+	N         int    `json:"n"`
 	// Backoff is "none" (reconnect at once, retry at once) or "jitter"
 	// (exponential backoff with full jitter: a random wait in
 	// [0, min(Cap, Base·2^attempt)) before every reconnect attempt).
@@ -145,6 +150,7 @@ type worker struct {
 
 	clients *clientPool
 	churn   *churnRun
+	served  *servePool
 	stop    context.CancelFunc
 	ctx     context.Context
 }
@@ -199,6 +205,17 @@ func (w *worker) handle(r request) response {
 	case "close":
 		w.closeAll()
 		return response{}
+	case "serve":
+		port, err := w.serve(r.Addr)
+		if err != nil {
+			return response{Err: err.Error()}
+		}
+		return response{Port: port}
+	case "served":
+		if w.served == nil {
+			return response{Err: "not serving"}
+		}
+		return response{Served: w.served.count()}
 	case "clients":
 		if w.clients != nil {
 			return response{Err: "clients already started"}
@@ -238,6 +255,10 @@ func (w *worker) handle(r request) response {
 }
 
 func (w *worker) closeAll() {
+	if w.served != nil {
+		w.served.close()
+		w.served = nil
+	}
 	if w.clients != nil {
 		w.clients.close()
 		w.clients = nil
@@ -433,6 +454,7 @@ func (p *clientPool) run(ctx context.Context, i int, src netip.Addr) {
 	}
 	attempt := 0
 	first := true
+	addr := p.cfg.Addr
 	for ctx.Err() == nil {
 		if !first && p.cfg.Backoff == "jitter" {
 			ceiling := min(p.cfg.Cap, p.cfg.Base<<min(attempt, 30))
@@ -448,7 +470,7 @@ func (p *clientPool) run(ctx context.Context, i int, src netip.Addr) {
 		}
 		first = false
 		p.attempts.Add(1)
-		conn, err := p.dial(ctx, d)
+		conn, err := p.dial(ctx, d, addr)
 		if err != nil {
 			p.failures.Add(1)
 			attempt++
@@ -466,12 +488,15 @@ func (p *clientPool) run(ctx context.Context, i int, src netip.Addr) {
 		stop()
 		p.since[i].Store(0)
 		conn.Close()
+		if p.cfg.Reconnect != "" {
+			addr = p.cfg.Reconnect
+		}
 	}
 }
 
 // dial connects and checks the server answers PING.
-func (p *clientPool) dial(ctx context.Context, d *net.Dialer) (net.Conn, error) {
-	conn, err := d.DialContext(ctx, "tcp", p.cfg.Addr)
+func (p *clientPool) dial(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error) {
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}

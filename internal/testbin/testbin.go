@@ -1,5 +1,5 @@
 // Package testbin gives tests the stormwatch binary and the programs they
-// drive. Stormwatch builds cmd/stormwatch once per test process into a
+// drive (and a stormlab binary for lab workers). Stormwatch builds cmd/stormwatch once per test process into a
 // directory every user can read (tests run it as nobody too); a package
 // that uses it calls Cleanup from TestMain. RequireTools skips a test when a
 // program is missing, except under CI (CI set in the environment), whose
@@ -45,7 +45,33 @@ func Stormwatch(t testing.TB) string {
 	return binPath
 }
 
-// Cleanup removes the binary Stormwatch built, if any. Call it from
+var (
+	labOnce sync.Once
+	labPath string
+	labErr  error
+)
+
+// Stormlab returns the path of a stormlab binary built from this tree
+// (without the race detector, whatever the test runs with), building it on
+// first use: a lab's worker program (stormlab.Options.WorkerExe) whose
+// clients run at the speed real clients do.
+func Stormlab(t testing.TB) string {
+	t.Helper()
+	Stormwatch(t) // makes the directory
+	labOnce.Do(func() {
+		labPath = filepath.Join(dir, "stormlab")
+		out, e := exec.Command("go", "build", "-o", labPath, "github.com/stormwatch/stormwatch/cmd/stormlab").CombinedOutput()
+		if e != nil {
+			labErr = fmt.Errorf("go build ./cmd/stormlab: %v\n%s", e, out)
+		}
+	})
+	if labErr != nil {
+		t.Fatal(labErr)
+	}
+	return labPath
+}
+
+// Cleanup removes the binaries Stormwatch and Stormlab built, if any. Call it from
 // TestMain after m.Run.
 func Cleanup() {
 	if dir != "" {

@@ -57,6 +57,8 @@ type Conn struct {
 	*netlink.Conn
 	Deadlines []time.Time
 	Closed    bool
+	// OnDeadline, when set, is called with every deadline set.
+	OnDeadline func(time.Time)
 }
 
 // Dial returns a Conn answering requests with fn (see nltest.Dial).
@@ -65,6 +67,9 @@ func Dial(fn nltest.Func) *Conn { return &Conn{Conn: nltest.Dial(fn)} }
 // SetDeadline records t.
 func (c *Conn) SetDeadline(t time.Time) error {
 	c.Deadlines = append(c.Deadlines, t)
+	if c.OnDeadline != nil {
+		c.OnDeadline(t)
+	}
 	return nil
 }
 

@@ -1,0 +1,29 @@
+package drain
+
+import (
+	"errors"
+	"os"
+)
+
+var (
+	// ErrNoListener: nothing listens on the port (and address) asked for.
+	// It matches os.ErrNotExist.
+	ErrNoListener error = notExist("no listener")
+
+	// ErrPacingTimeout: the receivers kept refusing batches for longer
+	// than the pacing budget (ClosedLoop.Timeout).
+	ErrPacingTimeout = errors.New("the receivers refused batches beyond the pacing timeout")
+
+	// ErrHeadroomAnswer: a receiver's headroom endpoint gave a non-2xx
+	// status or an answer that is not the headroom JSON.
+	ErrHeadroomAnswer = errors.New("bad headroom answer")
+
+	// ErrBadBatch: a batch size that is neither a count nor a share.
+	ErrBadBatch = errors.New("bad batch size")
+)
+
+// notExist is an error that matches os.ErrNotExist without its words.
+type notExist string
+
+func (e notExist) Error() string        { return string(e) }
+func (e notExist) Is(target error) bool { return target == os.ErrNotExist }
