@@ -92,6 +92,7 @@ func newEvaluator(vb *Vocabulary) *evaluator {
 		TimeToLimit:  func(s string, l float64, w string) float64 { return e.call(fnTimeToLimit, s, w, "", l) },
 		BaselineRate: func(s, w, x string) float64 { return e.call(fnBaselineRate, s, w, x, 0) },
 		Sysctl:       e.sysctl,
+		Present:      e.present,
 	}
 	return e
 }
@@ -303,6 +304,14 @@ func (e *evaluator) sysctl(name string) float64 {
 	}
 	e.taint = true
 	return math.NaN()
+}
+
+// present reports whether the named value (of the scope, the host or a
+// joined entity) has a value now. It never taints: it is how a condition
+// tells a known server from a guess.
+func (e *evaluator) present(name string) bool {
+	v := e.sv.byName[name]
+	return v != nil && e.latest != nil && !math.IsNaN(e.valueOf(v))
 }
 
 func (e *evaluator) window(s string) (time.Duration, bool) {

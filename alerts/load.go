@@ -530,6 +530,14 @@ func (c *checker) Visit(node *ast.Node) {
 		if !ok {
 			return
 		}
+		if callee.Value == "present" && len(n.Arguments) == 1 {
+			if s, ok := n.Arguments[0].(*ast.StringNode); !ok {
+				c.errorf(n.Arguments[0], "present: the value must be a quoted name like \"valkey.tcp_backlog\"")
+			} else if c.sv.byName[s.Value] == nil {
+				c.errorf(n.Arguments[0], "present: unknown value %q", s.Value)
+			}
+			return
+		}
 		fn, ok := seriesFuncs[callee.Value]
 		if !ok || len(n.Arguments) != fn.nargs {
 			return // the type checker reports the arity

@@ -249,6 +249,7 @@ type funcs struct {
 	TimeToLimit  func(series string, limit float64, w string) float64 `expr:"time_to_limit"`
 	BaselineRate func(series, window, exclude string) float64         `expr:"baseline_rate"`
 	Sysctl       func(name string) float64                            `expr:"sysctl"`
+	Present      func(name string) bool                               `expr:"present"`
 }
 
 // hasSection reports whether s names a checklist section: one the sources

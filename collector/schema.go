@@ -83,6 +83,14 @@ type Join struct {
 	Candidates func(labels []string) [][]string
 }
 
+// KindJoin declares a join from an entity kind another source owns (From)
+// to one this source knows (Join.Kind): a listener sees the Valkey server
+// behind it.
+type KindJoin struct {
+	From string
+	Join
+}
+
 // EntityKind declares a kind of thing values are measured per: a
 // listener, a Valkey target, a network interface. Rules name it as their
 // scope and are evaluated once per entity.
@@ -180,6 +188,8 @@ type Declaration struct {
 	Kinds []EntityKind
 	// HostAttrs name string attributes of the host the source sets.
 	HostAttrs []string
+	// Joins are joins the source adds to entity kinds it does not own.
+	Joins []KindJoin
 	// Values are the values it measures.
 	Values []Value
 	// Items are its checklist lines; Sections the sections they need
@@ -318,7 +328,18 @@ func NewSchema(decls ...*Declaration) (*Schema, error) {
 		sc.srcSlots = append(sc.srcSlots, slots)
 		sc.sections = append(sc.sections, d.Sections...)
 	}
-	// Joins and attribute labels refer to what is declared.
+	// Joins declared from other kinds, then every join refers to what is
+	// declared.
+	for _, d := range decls {
+		for _, j := range d.Joins {
+			ki, ok := sc.kindByN[j.From]
+			if !ok {
+				bad("source %s: join from unknown kind %q", d.Name, j.From)
+				continue
+			}
+			sc.kinds[ki].Joins = append(slices.Clip(sc.kinds[ki].Joins), j.Join)
+		}
+	}
 	for _, k := range sc.kinds {
 		for _, j := range k.Joins {
 			if _, ok := sc.kindByN[j.Kind]; !ok || j.Candidates == nil {

@@ -34,6 +34,8 @@ type Config struct {
 	Listeners ListenerConfig
 	// Conntrack configures the conntrack stats source.
 	Conntrack ConntrackConfig
+	// Valkey configures the valkey target source.
+	Valkey ValkeyConfig
 }
 
 // ListenerConfig configures which listeners are reported and how often the
@@ -95,21 +97,62 @@ var table = []struct {
 	{listenersDecl, func(cfg Config, fs procfs.FS) (Source, error) { return newListenerSource(cfg.Listeners, &fs) }},
 }
 
+// targetTable lists every target source, after the kernel sources (their
+// targets may be discovered in the kernel sources' results).
+var targetTable = []struct {
+	decl *Declaration
+	open func(cfg Config) (TargetSource, error)
+}{
+	{valkeyDecl, func(cfg Config) (TargetSource, error) { return NewValkeySource(cfg.Valkey) }},
+}
+
 var (
 	defaultSchemaOnce sync.Once
 	defaultSchema     *Schema
 )
 
-// DefaultSchema is the Schema of the built-in sources (NewSources).
+// DefaultSchema is the Schema of the built-in sources (NewSources and
+// NewTargetSources).
 func DefaultSchema() *Schema {
 	defaultSchemaOnce.Do(func() {
-		decls := make([]*Declaration, len(table))
-		for i, e := range table {
-			decls[i] = e.decl
+		var decls []*Declaration
+		for _, e := range table {
+			decls = append(decls, e.decl)
+		}
+		for _, e := range targetTable {
+			decls = append(decls, e.decl)
 		}
 		defaultSchema = MustSchema(decls...)
 	})
 	return defaultSchema
+}
+
+// NewTargetSources returns every built-in target source, in the layout of
+// DefaultSchema. Close them with CloseTargetSources.
+func NewTargetSources(cfg Config) ([]TargetSource, error) {
+	var out []TargetSource
+	for _, e := range targetTable {
+		s, err := e.open(cfg)
+		if err != nil {
+			CloseTargetSources(out)
+			return nil, fmt.Errorf("%s: %w", e.decl.Name, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// CloseTargetSources releases the connections target sources hold.
+func CloseTargetSources(sources []TargetSource) error {
+	var errs []error
+	for _, s := range sources {
+		if c, ok := s.(interface{ Close() error }); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.Declaration().Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // NewSources returns every built-in kernel source, in the order they run

@@ -275,6 +275,8 @@ type builder struct {
 	// target[i] is the item (index into Schema.Items) finding i attaches
 	// to, -1 for none.
 	target []int
+	// unknownKinds are the entity kinds already said to be unreadable.
+	unknownKinds map[string]bool
 }
 
 // place finds each finding's item: of the rule's scope, covering the
@@ -346,13 +348,23 @@ func (b *builder) items(i int, it *collector.Item) []Item {
 	}
 	t := b.s.TableOf(it.Entity)
 	if t == nil {
-		if it.Quiet {
+		// One line says the source failed, for the kind's first item; a
+		// source that did not run (a target source in a check) says
+		// nothing.
+		if it.Quiet || !ran || b.unknownKinds[it.Entity] {
 			return nil
 		}
+		if b.unknownKinds == nil {
+			b.unknownKinds = map[string]bool{}
+		}
+		b.unknownKinds[it.Entity] = true
 		out := Item{ID: it.ID, What: it.Entity + "s", Status: Unknown, Reason: b.reason(src)}
 		return []Item{out}
 	}
 	k, _ := b.sc.Kind(it.Entity)
+	if len(it.Rate) > 0 && b.window <= 0 {
+		return nil // an instant check has no rates
+	}
 	value, _ := b.sc.Lookup(it.Entity, it.Value)
 	limit, hasLimit := b.sc.Lookup(it.Entity, it.Limit)
 	ratio, hasRatio := b.sc.Lookup(it.Entity, it.Ratio)
@@ -363,6 +375,9 @@ func (b *builder) items(i int, it *collector.Item) []Item {
 	var lines []line
 	for row := range t.Len() {
 		l := line{row: row, v: b.s.Value(value, row), lim: math.NaN(), frac: math.NaN()}
+		if len(it.Rate) > 0 {
+			l.v = b.entityRate(it, t.Labels(row), row)
+		}
 		if hasLimit {
 			l.lim = b.s.Value(limit, row)
 		}
@@ -389,7 +404,14 @@ func (b *builder) items(i int, it *collector.Item) []Item {
 			continue // a quiet entity says nothing here
 		}
 		o := Item{ID: it.ID, What: it.What + " " + b.sc.DisplayName(it.Entity, lv), Unit: it.Unit, Labels: labels}
-		b.figures(&o, l.v, l.lim, l.frac, src)
+		switch {
+		case len(it.Rate) == 0:
+			b.figures(&o, l.v, l.lim, l.frac, src)
+		case collector.Present(l.v):
+			o.RatePerSecond = ptr(l.v)
+		default:
+			o.Status, o.Reason = Unknown, b.reason(src)
+		}
 		b.judge(&o, i)
 		if o.Status != OK {
 			o.Attributes, o.Detail = describe(k, t, l.row)
@@ -397,6 +419,29 @@ func (b *builder) items(i int, it *collector.Item) []Item {
 		out = append(out, o)
 	}
 	return out
+}
+
+// entityRate is the summed rate of the item's counters of one entity over
+// the window, NaN when none was read in both samples.
+func (b *builder) entityRate(it *collector.Item, labels []string, row int) float64 {
+	first := b.in.First.TableOf(it.Entity)
+	frow, ok := first.Find(labels)
+	if !ok {
+		return math.NaN()
+	}
+	sum, read := 0.0, false
+	for _, name := range it.Rate {
+		ref, _ := b.sc.Lookup(it.Entity, name)
+		a, z := b.in.First.Value(ref, frow), b.s.Value(ref, row)
+		if collector.Present(a) && collector.Present(z) {
+			sum += alerts.CounterDelta(a, z)
+			read = true
+		}
+	}
+	if !read {
+		return math.NaN()
+	}
+	return sum / b.window
 }
 
 // describe returns the attributes of entity row of t, and what its kind

@@ -185,6 +185,8 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	enumFlag(c.checkCmd.Flag("format", "Output format: text or json.").Default("text"),
 		&cf.format, "a format", "text", "json")
 	portsFlag(c.checkCmd.Flag("port", "Only check listeners on this port (repeatable)."), &cf.ports)
+	c.checkCmd.Flag("valkey", "Also check the Valkey/Redis server at host:port (repeatable; servers listening here are found by themselves where their process can be seen).").
+		PlaceHolder("ADDR").StringsVar(&cf.valkey)
 	c.checkCmd.Flag("quiet", "Print only what is not OK.").Short('q').BoolVar(&cf.quiet)
 	c.checkCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&cf.configFile)
 	dirFlag(c.checkCmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").Default("/"),

@@ -22,6 +22,7 @@ type checkFlags struct {
 	format     string
 	ports      []uint16
 	quiet      bool
+	valkey     []string
 }
 
 // runCheck samples twice, window apart, judges the samples with the rules
@@ -29,14 +30,24 @@ type checkFlags struct {
 // 0 OK, 1 warning, 2 critical, 3 unknown (nothing could be read, or bad
 // flags or config).
 func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
-	rules, err := loadRules(f.configFile)
+	conf, err := loadConfig(f.configFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
 	}
-	cfg := collector.Config{Root: f.root, Listeners: collector.ListenerConfig{SynRecvInterval: 0}}
+	rules := conf.rules
+	cfg := collector.Config{Root: f.root, Listeners: collector.ListenerConfig{SynRecvInterval: 0}, Valkey: conf.valkey}
 	for _, p := range f.ports {
 		cfg.Listeners.Include = append(cfg.Listeners.Include, collector.PortRange{Lo: p, Hi: p})
+	}
+	for _, addr := range f.valkey {
+		t := conf.valkey.Defaults
+		t.Address = addr
+		if err := t.Validate(); err != nil {
+			fmt.Fprintf(stderr, "stormwatch: --valkey: %v\n", err)
+			return exitUnknown
+		}
+		cfg.Valkey.Targets = append(cfg.Valkey.Targets, t)
 	}
 	sources, err := collector.NewSources(cfg)
 	if err != nil {
@@ -44,18 +55,51 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 		return exitUnknown
 	}
 	defer collector.CloseSources(sources)
-	history := collector.NewHistory(collector.Retention{Host: f.window, Kinds: map[string]time.Duration{collector.KindListener: f.window}})
-	sampler, err := collector.NewSampler(collector.DefaultSchema(), sources, nil, history)
+	targetSources, err := collector.NewTargetSources(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
 	}
-	ctx := context.Background()
+	defer collector.CloseTargetSources(targetSources)
+	schema := collector.DefaultSchema()
+	targets, err := collector.NewTargets(schema, targetSources...)
+	if err != nil {
+		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
+		return exitUnknown
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	targets.Start(ctx)
+	defer targets.Stop()
+	retention := collector.Retention{Host: f.window, Kinds: map[string]time.Duration{}}
+	for _, k := range schema.Kinds() {
+		retention.Kinds[k.Name] = f.window
+	}
+	newSampler := func() (*collector.Sampler, *collector.History, error) {
+		h := collector.NewHistory(retention)
+		s, err := collector.NewSampler(schema, sources, targets, h)
+		return s, h, err
+	}
+	sampler, history, err := newSampler()
+	if err != nil {
+		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
+		return exitUnknown
+	}
 	in := diagnose.Input{}
 	in.Host, _ = os.Hostname()
+	// The first sample finds the servers to poll (configured or listening
+	// here); their first answers are awaited, within their timeout.
+	start := time.Now()
+	first := sampler.Sample(ctx, start)
+	wctx, wcancel := context.WithTimeout(ctx, max(f.window, 2*time.Second))
+	targets.Wait(wctx)
+	wcancel()
 	if f.window > 0 {
-		in.First = sampler.Sample(ctx, time.Now())
-		time.Sleep(f.window)
+		in.First = first
+		time.Sleep(f.window - time.Since(start))
+	} else if sampler, history, err = newSampler(); err != nil { // an instant check judges one sample
+		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
+		return exitUnknown
 	}
 	in.Last = sampler.Sample(ctx, time.Now())
 	in.Findings, err = alerts.NewEngine(rules, alerts.Options{}).Check(in.Last.Time, history)

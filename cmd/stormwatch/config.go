@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/stormwatch/stormwatch/alerts"
+	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/internal/fileread"
 )
 
@@ -38,6 +39,14 @@ type fileConfig struct {
 	// file's directory). A rule named like a built-in one replaces every
 	// built-in rule of that name.
 	RuleFiles []string `yaml:"rule_files"`
+	// Valkey says which Valkey/Redis servers to poll, and how.
+	Valkey valkeyFileConfig `yaml:"valkey"`
+}
+
+// config is what a config file (or none) makes the daemon run.
+type config struct {
+	rules  []*alerts.Rule
+	valkey collector.ValkeyConfig
 }
 
 // fieldHints answers the mistakes a nearest-name suggestion would not.
@@ -72,13 +81,24 @@ func readConfig(path string) (fileConfig, *configDoc, error) {
 // with its file:line:col (the first errtext.MaxErrors of them in the
 // error's text, which counts the rest).
 func loadRules(path string) ([]*alerts.Rule, error) {
+	c, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return c.rules, nil
+}
+
+// loadConfig returns the configuration the file at path (may be empty: no
+// file, the defaults) makes. Every problem is reported.
+func loadConfig(path string) (*config, error) {
 	if path == "" {
-		return alerts.DefaultRules(), nil
+		return &config{rules: alerts.DefaultRules(), valkey: collector.ValkeyConfig{Discover: true}}, nil
 	}
 	cfg, doc, err := readConfig(path)
 	if err != nil {
 		return nil, err
 	}
+	vk := valkeyConfig(cfg.Valkey, filepath.Dir(path), doc)
 	errs := &doc.errs
 	var extra []*alerts.Rule
 	for i, pattern := range cfg.RuleFiles {
@@ -152,7 +172,7 @@ func loadRules(path string) ([]*alerts.Rule, error) {
 	if err := errs.err(); err != nil {
 		return nil, err
 	}
-	return rules, nil
+	return &config{rules: rules, valkey: vk}, nil
 }
 
 // loadRulesFile loads the rules file at path (alerts.LoadFile: regular

@@ -35,7 +35,7 @@ func TestConfigInvalid(t *testing.T) {
 		"invalid-two-documents.yml": {`2:1: only one YAML document is allowed`},
 		"invalid-syntax.yml":        {`1: syntax error: did not find expected ',' or ']'`},
 		"invalid-not-mapping.yml": {
-			`1:1: want a mapping with the fields default_rules, disabled_rules, rule_files, not a list`,
+			`1:1: want a mapping with the fields default_rules, disabled_rules, rule_files, valkey, not a list`,
 		},
 		"invalid-rules-inline.yml": {
 			"1:1: unknown field \"rules\": rules go in a rules file of their own, named in rule_files (`stormwatch rules --check FILE` validates one)",
@@ -51,14 +51,14 @@ func TestConfigInvalid(t *testing.T) {
 			`2:17: disabled_rules: is set but default_rules is false: there are no built-in rules to leave out`,
 		},
 		"invalid-merge.yml": {
-			`1:1: unknown field "defaults" (known fields: default_rules, disabled_rules, rule_files)`,
+			`1:1: unknown field "defaults" (known fields: default_rules, disabled_rules, rule_files, valkey)`,
 			`2:1: merge keys (<<) are not supported`,
 		},
 		"invalid-many.yml": {
 			`2:16: default_rules: "1.5" is not a boolean (true or false)`,
 			`3:17: disabled_rules: "SyncookiesDisabled" is not a list; write ["SyncookiesDisabled"]`,
 			`4:1: unknown field "rule_file"; did you mean "rule_files"?`,
-			`5:1: unknown field "valkey" (known fields: default_rules, disabled_rules, rule_files)`,
+			`5:1: unknown field "redis" (known fields: default_rules, disabled_rules, rule_files, valkey)`,
 		},
 	}
 	files, err := filepath.Glob("testdata/config/invalid-*.yml")
@@ -231,7 +231,7 @@ func TestConfigErrorsCapped(t *testing.T) {
 	if len(lines) != 11 || lines[10] != "… and 9,990 more" {
 		t.Errorf("%d lines, last %q; want 11, the last \"… and 9,990 more\"", len(lines), lines[len(lines)-1])
 	}
-	if want := cfg + `:1:1: unknown field "field_0" (known fields: default_rules, disabled_rules, rule_files)`; lines[0] != want {
+	if want := cfg + `:1:1: unknown field "field_0" (known fields: default_rules, disabled_rules, rule_files, valkey)`; lines[0] != want {
 		t.Errorf("first line %q, want %q", lines[0], want)
 	}
 
@@ -280,7 +280,7 @@ func TestOneLineLogged(t *testing.T) {
 		t.Errorf(`log line holds a literal \n: %s`, line)
 	}
 	for _, want := range []string{
-		`:1:1: unknown field \"field_0\" (known fields: default_rules, disabled_rules, rule_files); `,
+		`:1:1: unknown field \"field_0\" (known fields: default_rules, disabled_rules, rule_files, valkey); `,
 		`; … and 15 more"`,
 	} {
 		if !strings.Contains(line, want) {

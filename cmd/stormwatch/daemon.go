@@ -65,20 +65,33 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 			return exitUnknown
 		}
 	}
-	rules, err := loadRules(f.configFile)
+	conf, err := loadConfig(f.configFile)
 	if err != nil {
 		logger.Error("invalid configuration", "file", f.configFile, "err", oneLine(err))
 		return exitUnknown
 	}
+	rules := conf.rules
+	cfg.Valkey = conf.valkey
 	sources, err := collector.NewSources(cfg)
 	if err != nil {
 		logger.Error("cannot open the kernel sources", "err", oneLine(err))
 		return exitUnknown
 	}
 	defer collector.CloseSources(sources)
+	targetSources, err := collector.NewTargetSources(cfg)
+	if err != nil {
+		logger.Error("invalid target configuration", "err", oneLine(err))
+		return exitUnknown
+	}
+	defer collector.CloseTargetSources(targetSources)
 	schema := collector.DefaultSchema()
+	targets, err := collector.NewTargets(schema, targetSources...)
+	if err != nil {
+		logger.Error("cannot start the target sources", "err", oneLine(err))
+		return exitUnknown
+	}
 	history := collector.NewHistory(f.collect.retention(rules))
-	sampler, err := collector.NewSampler(schema, sources, nil, history)
+	sampler, err := collector.NewSampler(schema, sources, targets, history)
 	if err != nil {
 		logger.Error("cannot start sampling", "err", oneLine(err))
 		return exitUnknown
@@ -95,7 +108,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		return exitUnknown
 	}
 
-	rl := &reloader{configFile: f.configFile, collect: &f.collect, engine: engine, history: history, logger: logger}
+	rl := &reloader{configFile: f.configFile, collect: &f.collect, engine: engine, history: history, targets: targetSources, logger: logger}
 	rl.succeeded(time.Now())
 
 	reg := prometheus.NewRegistry()
@@ -138,6 +151,8 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	// on shutdown, before the notifier's last flush.
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	defer stopLoop()
+	targets.Start(loopCtx)
+	defer targets.Stop()
 	loop.tick(loopCtx)
 
 	var wg sync.WaitGroup
@@ -323,6 +338,7 @@ type reloader struct {
 	collect    *collectFlags
 	engine     *alerts.Engine
 	history    *collector.History
+	targets    []collector.TargetSource
 	logger     *slog.Logger
 
 	reloading   sync.Mutex // held for a whole reload
@@ -385,7 +401,10 @@ func (rl *reloader) tryReload() error {
 
 func (rl *reloader) reloadLocked() error {
 	rl.lastAttempt = time.Now()
-	rules, err := loadRules(rl.configFile)
+	conf, err := loadConfig(rl.configFile)
+	if err == nil {
+		err = rl.setTargets(conf.valkey)
+	}
 	if err != nil {
 		rl.mu.Lock()
 		rl.ok = false
@@ -393,10 +412,22 @@ func (rl *reloader) reloadLocked() error {
 		rl.logger.Error("reload failed: keeping the running rules", "file", rl.configFile, "err", oneLine(err))
 		return err
 	}
-	rl.engine.SetRules(rules)
-	rl.history.SetRetention(rl.collect.retention(rules))
+	rl.engine.SetRules(conf.rules)
+	rl.history.SetRetention(rl.collect.retention(conf.rules))
 	rl.succeeded(time.Now())
-	rl.logger.Info("reloaded", "file", rl.configFile, "rules", len(rules))
+	rl.logger.Info("reloaded", "file", rl.configFile, "rules", len(conf.rules))
+	return nil
+}
+
+// setTargets gives the target sources their new configuration.
+func (rl *reloader) setTargets(vk collector.ValkeyConfig) error {
+	for _, t := range rl.targets {
+		if v, ok := t.(*collector.ValkeySource); ok {
+			if err := v.SetConfig(vk); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -493,19 +524,33 @@ func (l *sampleLoop) logSources(snap *collector.Snapshot) {
 			}
 		}
 	}
+	perTarget := map[string]bool{}
 	for _, r := range snap.Sources {
+		if r.Target != "" {
+			perTarget[r.Name] = true
+		}
+	}
+	for _, r := range snap.Sources {
+		if r.Target == "" && perTarget[r.Name] {
+			continue // the summary of its targets, logged one by one
+		}
 		msg := ""
-		if r.Err != nil {
+		if r.Err != nil && !r.NoData {
 			msg = r.Err.Error()
 		}
-		prev, seen := l.lastErr[r.Name]
+		key, attrs := r.Name, []any{"collector", r.Name}
+		if r.Target != "" {
+			key += "\xff" + r.Target
+			attrs = append(attrs, "target", r.Target)
+		}
+		prev, seen := l.lastErr[key]
 		switch {
 		case msg != "" && msg != prev:
-			l.logger.Warn("source failed", "collector", r.Name, "err", oneLine(r.Err))
+			l.logger.Warn("source failed", append(attrs, "err", oneLine(r.Err))...)
 		case msg == "" && prev != "" && seen:
-			l.logger.Info("source recovered", "collector", r.Name)
+			l.logger.Info("source recovered", attrs...)
 		}
-		l.lastErr[r.Name] = msg
+		l.lastErr[key] = msg
 	}
 	dropped := snap.Get("listeners_dropped")
 	if dropped > 0 && !l.capWarned {

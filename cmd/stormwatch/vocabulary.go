@@ -18,6 +18,7 @@ var functionHelp = [][2]string{
 	{`time_to_limit("name", limit, "15s")`, "seconds until a least-squares line through the window reaches limit (+Inf: not rising)"},
 	{`baseline_rate("counter", "15m", "1m")`, "median per-second rate over the window, leaving out the most recent part"},
 	{`sysctl("net.core.somaxconn")`, "any sysctl the sources read, by its sysctl(8) name"},
+	{`present("valkey.tcp_backlog")`, "true when the named value is known now (never no data: tells a known server from a guess)"},
 }
 
 // writeVocabulary prints what rule conditions may name, scope by scope,
