@@ -18,23 +18,37 @@ build:
 test:
 	$(GO) test -race -count=1 -p 1 ./...
 
-# Unit tests only: no namespaces, no root.
+# Unit tests only: -short skips every kernel test (namespaces, nft,
+# daemons, the systemd container), so no root is needed.
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# golangci-lint with the repository's .golangci.yml. .ci/run installs it
+# and sets GOLANGCI_LINT; otherwise it is built from the Go module proxy.
+GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt needed"; exit 1)
+	$(GOLANGCI_LINT) run ./...
 
 fmt:
 	gofmt -w .
 
-# Each parser's fuzz target for FUZZTIME (default 30s).
+# Every fuzz target (every func FuzzX in a _test.go file) for FUZZTIME
+# each (default 30s). Minimizing a new input is bounded by
+# FUZZMINIMIZETIME (the default is 60s, which would eat short runs).
 FUZZTIME ?= 30s
+FUZZMINIMIZETIME ?= 5s
 fuzz:
-	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseConntrackStat -fuzztime $(FUZZTIME)
-	$(GO) test ./procfs -run '^$$' -fuzz FuzzParseSysctl -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/sockdiag -run '^$$' -fuzz FuzzParseInetDiagMsg -fuzztime $(FUZZTIME)
+	@set -e; \
+	for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for target in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
+			echo "== $$dir $$target"; \
+			$(GO) test $$dir -run '^$$' -fuzz "^$$target\$$" \
+				-fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME); \
+		done; \
+	done
 
 # Collection cycle, /metrics, daemon CPU and memory against ss and
 # node_exporter at 10k-200k sockets (root; see docs/benchmarks.md).

@@ -49,21 +49,6 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// tool returns the path of an external program, or skips the test (fails it
-// when CI is set) when the program is not installed.
-func tool(t *testing.T, name, debianPackage string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found: CI must install the Debian package %s", name, debianPackage)
-	}
-	t.Skipf("%s not found: install the Debian package %s to run this test", name, debianPackage)
-	return ""
-}
-
 // knownMetrics returns every metric name stormwatch exports: those in the
 // exporter's golden files, registeredAtRunTime and the process collector's.
 func knownMetrics(t *testing.T) map[string]bool {
