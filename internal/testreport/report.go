@@ -56,14 +56,14 @@ type Counts struct {
 // failed tests and the reason of skipped ones to w, and returns the counts.
 // Lines that are not JSON (go's own errors) are copied to w.
 type report struct {
-	w        io.Writer
-	verbose  bool
-	pkgs     map[string]*pkgState
-	order    []string
-	tests    map[[2]string]*test
-	builds   map[string]*strings.Builder // build output by import path
-	nonJSON  int
-	counts   Counts
+	w       io.Writer
+	verbose bool
+	pkgs    map[string]*pkgState
+	order   []string
+	tests   map[[2]string]*test
+	builds  map[string]*strings.Builder // build output by import path
+	nonJSON int
+	counts  Counts
 }
 
 func newReport(w io.Writer, verbose bool) *report {
