@@ -187,11 +187,11 @@ func startProcess(t *testing.T, name, path string, args ...string) *process {
 	}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Process.Signal(syscall.SIGTERM) // fails only if it already ended
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-p.done
 		}
 		if t.Failed() {
@@ -206,7 +206,10 @@ func startProcess(t *testing.T, name, path string, args ...string) *process {
 func (p *process) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s exited early: %v", p.name, p.err)
+		if p.err == nil {
+			return fmt.Errorf("%s exited early, with status 0", p.name)
+		}
+		return fmt.Errorf("%s exited early: %w", p.name, p.err)
 	default:
 		return nil
 	}

@@ -153,7 +153,7 @@ func TestDoErrors(t *testing.T) {
 				t.Errorf("recovered %v, want the function's panic", p)
 			}
 		}()
-		ns.Do(func() error { panic("oops") })
+		_ = ns.Do(func() error { panic("oops") })
 		t.Error("Do returned after the function panicked")
 	}()
 }

@@ -38,7 +38,7 @@ func Stormwatch(t testing.TB) string {
 		binPath = filepath.Join(dir, "stormwatch")
 		out, e := exec.Command("go", "build", "-o", binPath, "github.com/stormwatch/stormwatch/cmd/stormwatch").CombinedOutput()
 		if e != nil {
-			err = fmt.Errorf("go build ./cmd/stormwatch: %v\n%s", e, out)
+			err = fmt.Errorf("go build ./cmd/stormwatch: %w\n%s", e, out)
 		}
 	})
 	if err != nil {

@@ -70,10 +70,12 @@ type Mutation struct {
 // Mutations are the negative runs: each must make its Breaks checks fail.
 var Mutations = []Mutation{
 	{
-		Name:   "notify-access-none",
+		// (NotifyAccess=none would not do: systemd turns it into main
+		// for Type=notify.)
+		Name:   "no-af-unix",
 		Breaks: []string{CheckStart},
-		Why:    "systemd ignores the daemon's READY=1, so the start never completes",
-		DropIn: "[Service]\nNotifyAccess=none\nTimeoutStartSec=20s\n",
+		Why:    "without AF_UNIX in RestrictAddressFamilies the daemon cannot send READY=1 (sd_notify), so the start never completes",
+		DropIn: "[Service]\nRestrictAddressFamilies=\nRestrictAddressFamilies=AF_NETLINK AF_INET AF_INET6\nTimeoutStartSec=20s\n",
 	},
 	{
 		Name:   "no-dynamic-user",

@@ -141,7 +141,7 @@ func (r *Runner) checkStart(ctx context.Context) (string, error) {
 	}
 	var errs []error
 	if p["Type"] != "notify" {
-		errs = append(errs, fmt.Errorf("Type=%s, want notify", p["Type"]))
+		errs = append(errs, fmt.Errorf("unit Type=%s, want notify", p["Type"]))
 	}
 	if p["ActiveState"] != "active" || p["SubState"] != "running" {
 		errs = append(errs, fmt.Errorf("state %s (%s) after systemctl returned, want active (running)", p["ActiveState"], p["SubState"]))
@@ -206,7 +206,7 @@ func identityErr(st procStatus) error {
 		errs = append(errs, fmt.Errorf("NoNewPrivs %d, want 1", st.NoNewPrivs))
 	}
 	if st.Seccomp != 2 {
-		errs = append(errs, fmt.Errorf("Seccomp %d, want 2 (filter)", st.Seccomp))
+		errs = append(errs, fmt.Errorf("seccomp mode %d, want 2 (filter)", st.Seccomp))
 	}
 	return errors.Join(errs...)
 }
@@ -344,7 +344,7 @@ const EnvironmentFile = "/etc/default/stormwatch"
 // checkCtnetlink restarts the daemon with --path.root=ctnetlinkRoot, as an
 // operator passes flags, and checks the conntrack statistics succeed over
 // ctnetlink; then restores the environment file and restarts the daemon.
-func (r *Runner) checkCtnetlink(ctx context.Context) (string, error) {
+func (r *Runner) checkCtnetlink(ctx context.Context) (detail string, err error) {
 	proc := filepath.Join(ctnetlinkRoot, "proc")
 	if err := os.MkdirAll(filepath.Join(proc, "net"), 0o755); err != nil {
 		return "", err
@@ -359,8 +359,14 @@ func (r *Runner) checkCtnetlink(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer func() {
-		os.WriteFile(EnvironmentFile, env, 0o644)
-		r.systemctl(ctx, startTimeout, "restart", Unit)
+		// The next checks need the daemon as packaged.
+		rerr := os.WriteFile(EnvironmentFile, env, 0o644)
+		if rerr == nil {
+			_, rerr = r.systemctl(ctx, startTimeout, "restart", Unit)
+		}
+		if rerr != nil {
+			err = errors.Join(err, fmt.Errorf("restoring %s: %w", EnvironmentFile, rerr))
+		}
 	}()
 	args := "STORMWATCH_ARGS=\"--path.root=" + ctnetlinkRoot + "\"\n"
 	if err := os.WriteFile(EnvironmentFile, append(env, args...), 0o644); err != nil {
@@ -374,8 +380,11 @@ func (r *Runner) checkCtnetlink(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("with --path.root=%s: the unit has no MainPID", ctnetlinkRoot)
 	}
 	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmdline), "--path.root="+ctnetlinkRoot) {
-		return "", fmt.Errorf("the daemon was not started with --path.root=%s (cmdline %q, %v)", ctnetlinkRoot, cmdline, err)
+	if err != nil {
+		return "", err
+	}
+	if !strings.Contains(string(cmdline), "--path.root="+ctnetlinkRoot) {
+		return "", fmt.Errorf("the daemon was not started with --path.root=%s (cmdline %q)", ctnetlinkRoot, cmdline)
 	}
 	var got string
 	err = poll(ctx, scrapeWait, 500*time.Millisecond, func() error {
@@ -534,7 +543,10 @@ func (r *Runner) checkWatchdog(ctx context.Context) (string, error) {
 	})
 	active := time.Since(wall)
 	if err != nil {
-		syscall.Kill(pid, syscall.SIGCONT)
+		// Not restarted: let the old process go on for the next check.
+		if cerr := syscall.Kill(pid, syscall.SIGCONT); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("SIGCONT: %w", cerr))
+		}
 		return "", err
 	}
 	startedUS, _ := strconv.ParseInt(q["ExecMainStartTimestampMonotonic"], 10, 64)

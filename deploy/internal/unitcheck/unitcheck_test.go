@@ -31,7 +31,7 @@ func TestIdentity(t *testing.T) {
 	if diff := cmp.Diff(want, describeIdentity(st)); diff != "" {
 		t.Errorf("describeIdentity (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff("Seccomp 0, want 2 (filter)", errText(identityErr(st))); diff != "" {
+	if diff := cmp.Diff("seccomp mode 0, want 2 (filter)", errText(identityErr(st))); diff != "" {
 		t.Errorf("identityErr (-want +got):\n%s", diff)
 	}
 	st.Seccomp = 2

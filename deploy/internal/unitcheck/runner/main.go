@@ -54,8 +54,13 @@ func run(deb, dropIn, results string, exit bool) int {
 	defer cancel()
 	rep := r.Run(ctx)
 
-	journal, _ := exec.Command("journalctl", "--no-pager", "-o", "short-monotonic", "-u", unitcheck.Unit).CombinedOutput()
-	os.WriteFile(filepath.Join(results, unitcheck.JournalFile), journal, 0o644)
+	journal, err := exec.Command("journalctl", "--no-pager", "-o", "short-monotonic", "-u", unitcheck.Unit).CombinedOutput()
+	if err != nil {
+		journal = fmt.Appendf(journal, "\njournalctl: %v\n", err)
+	}
+	if err := os.WriteFile(filepath.Join(results, unitcheck.JournalFile), journal, 0o644); err != nil {
+		fmt.Fprintln(logFile, "runner:", err)
+	}
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err == nil {
 		err = os.WriteFile(filepath.Join(results, unitcheck.ReportFile), b, 0o644)
