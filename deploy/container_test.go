@@ -39,7 +39,8 @@ const (
 	// separated by commas (see unitcheck.Mutations).
 	envBreak = "STORMWATCH_UNITCHECK_BREAK"
 	// envCache overrides where the container root file system is cached
-	// (default: the user cache directory, stormwatch/nspawn).
+	// (default: stormwatch/nspawn in the user cache directory, or in
+	// /var/cache without HOME).
 	envCache = "STORMWATCH_NSPAWN_CACHE"
 	// envSuite and envMirror override the Debian suite and mirror
 	// debootstrap uses (default: the host's, from /etc/os-release and
@@ -166,7 +167,7 @@ func cacheDir(t *testing.T) string {
 	if dir == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
-			t.Fatalf("no cache directory for the container root (set %s): %v", envCache, err)
+			base = "/var/cache" // no HOME: root's system cache
 		}
 		dir = filepath.Join(base, "stormwatch", "nspawn")
 	}
