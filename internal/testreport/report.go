@@ -173,7 +173,7 @@ func (r *report) endPackage(p *pkgState, e event) {
 		if b, ok := r.builds[e.FailedBuild]; ok && e.FailedBuild != "" {
 			fmt.Fprint(r.w, indentLines(strings.TrimRight(b.String(), "\n"))+"\n")
 		}
-		if out := strings.TrimSpace(p.output.String()); out != "" {
+		if out := strings.TrimSpace(dropTrailer(p.output.String(), p.name)); out != "" {
 			fmt.Fprintln(r.w, indentLines(out))
 		}
 		fmt.Fprintf(r.w, "FAIL %s %.1fs (%s)\n", p.name, p.elapsed, counts)
@@ -192,15 +192,20 @@ func (r *report) endPackage(p *pkgState, e event) {
 }
 
 func (r *report) printFailure(t *test) {
+	fmt.Fprintf(r.w, "--- FAIL %s %s\n%s\n", t.pkg, t.name, indentLines(dropTrailer(t.output.String(), t.pkg)))
+}
+
+// dropTrailer removes go test's package result lines ("FAIL", "FAIL\tpkg
+// 0.1s", "ok  \tpkg"), which the report prints its own way.
+func dropTrailer(out, pkg string) string {
 	var lines []string
-	for _, l := range strings.Split(strings.TrimRight(t.output.String(), "\n"), "\n") {
-		// go test's package trailer, attributed to the last test.
-		if l == "FAIL" || strings.HasPrefix(l, "FAIL\t"+t.pkg) {
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if l == "FAIL" || l == "PASS" || strings.HasPrefix(l, "FAIL\t"+pkg) || strings.HasPrefix(l, "ok  \t"+pkg) {
 			continue
 		}
 		lines = append(lines, l)
 	}
-	fmt.Fprintf(r.w, "--- FAIL %s %s\n%s\n", t.pkg, t.name, indentLines(strings.Join(lines, "\n")))
+	return strings.Join(lines, "\n")
 }
 
 // finish accounts for packages that never ended (go test was killed) and
