@@ -74,6 +74,9 @@ func TestRun(t *testing.T) {
 			wantOut: []string{
 				"CI=true: 1 skipped tests are gaps (a kernel or tool path not tested), counted as failed:",
 				"    example.com/b TestNft: b_test.go:5: nft is not installed",
+				"    SKIP (a gap under CI, counted as failed) TestNft: b_test.go:5: nft is not installed",
+				"FAIL example.com/b 0.0s (0 passed, 1 failed, 0 skipped)",
+				"packages: 1 passed, 1 failed, 0 skipped, 1 without tests",
 				"tests: 3 passed, 1 failed, 1 skipped",
 			},
 		},
