@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 // Benchmark population: client sockets whose connections wait, never
@@ -86,7 +87,8 @@ func BenchmarkListenersCollect(b *testing.B) {
 	nofile := raiseNoFile(b)
 	conns := min(benchMaxConns, nofile-benchFDReserve-benchHalfOpen)
 	if conns < benchMinConns {
-		b.Skipf("RLIMIT_NOFILE hard limit %d leaves room for %d connections, want at least %d", nofile, conns, benchMinConns)
+		testenv.Require(b, "an RLIMIT_NOFILE hard limit for the benchmark's connections",
+			fmt.Errorf("RLIMIT_NOFILE hard limit %d leaves room for %d connections, want at least %d", nofile, conns, benchMinConns))
 	}
 	ctx := context.Background()
 	for _, kv := range []string{"net.core.somaxconn=65535", "net.ipv4.tcp_synack_retries=20"} {

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/internal/sockdiag"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 var updateNetlinkFixtures = flag.Bool("update-netlink-fixtures", false,
@@ -124,9 +124,7 @@ func connectIn(t testing.TB, ns *netnstest.NS, dst netip.AddrPort, n int) {
 // client's final ACK (flags exactly ACK) is dropped on input.
 func dropFinalACK(t testing.TB, ns *netnstest.NS, lo, hi uint16) {
 	t.Helper()
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skipf("nft(8) is needed to drop handshake ACKs: %v", err)
-	}
+	testenv.Tool(t, "nft") // to drop handshake ACKs
 	rules := fmt.Sprintf("add table inet stormwatch_test\n"+
 		"add chain inet stormwatch_test input { type filter hook input priority 0; }\n"+
 		"add rule inet stormwatch_test input tcp dport %d-%d tcp flags & (syn|ack|fin|rst) == ack drop\n", lo, hi)
@@ -394,7 +392,7 @@ func TestListenersAcceptQueueSignal(t *testing.T) {
 // run with -update-netlink-fixtures.
 func TestCaptureNetlinkFixtures(t *testing.T) {
 	if !*updateNetlinkFixtures {
-		t.Skip("run with -update-netlink-fixtures to rewrite internal/sockdiag/testdata/netlink")
+		testenv.Optional(t, "run with -update-netlink-fixtures to rewrite internal/sockdiag/testdata/netlink")
 	}
 	ns := netnstest.New(t)
 	listenIn(t, ns, netip.MustParseAddrPort("127.0.0.1:7001"), 16, false)

@@ -20,6 +20,7 @@ import (
 	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/internal/stormlab"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 	"github.com/stormwatch/stormwatch/metrics"
 )
 
@@ -42,9 +43,7 @@ func labWorkerBinary(b *testing.B) string {
 // stormlab.PopulationFor) and the population.
 func populated(b *testing.B) (*netnstest.NS, *stormlab.Population) {
 	b.Helper()
-	if _, err := exec.LookPath("nft"); err != nil {
-		b.Skipf("nft(8) is needed to hold handshakes half-open: %v", err)
-	}
+	testenv.Tool(b, "nft") // to hold handshakes half-open
 	ns := netnstest.New(b)
 	lab, err := stormlab.New(ns, stormlab.Options{WorkerExe: labWorkerBinary(b)})
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 	"github.com/stormwatch/stormwatch/procfs"
 )
 
@@ -204,9 +204,7 @@ const invalidSegments = 5
 // stat file read just before and after.
 func TestConntrackStatsNetlinkFallback(t *testing.T) {
 	ns := netnstest.New(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft (package nftables) is needed to make the namespace track flows")
-	}
+	testenv.Tool(t, "nft") // to make the namespace track flows
 	if out, err := ns.Exec(context.Background(), "nft", "add table inet swct; add chain inet swct in { type filter hook input priority 0; }; add rule inet swct in ct state new counter"); err != nil {
 		t.Fatalf("nft: %v %s", err, out)
 	}

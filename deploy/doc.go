@@ -11,8 +11,19 @@
 // stormwatch exports (the /metrics golden files in metrics/testdata plus the
 // few metrics registered only at run time).
 //
-// A test that needs a program skips, naming the Debian package that provides
-// it, when the program is absent, and fails instead when the environment
-// variable CI is set. Tests that build stormwatch or start processes skip
-// under -short.
+// TestUnitInContainer proves the packaged unit where it runs: it boots a
+// real systemd with systemd-nspawn on a cached Debian minbase root (built
+// with debootstrap from the host's apt mirror, kept under the user cache
+// directory and mounted under a throw-away overlay), installs the built .deb
+// and runs the checks of internal/unitcheck there: start through
+// Type=notify, a dynamic user with exactly CAP_NET_ADMIN, every source
+// inside the sandbox (ctnetlink included), reload, the watchdog and a taken
+// port. STORMWATCH_UNITCHECK_BREAK=all runs the negative runs instead: one
+// drop-in per check that removes its precondition, each of which must be
+// caught.
+//
+// A test that needs a program, root or a kernel feature skips, naming what
+// is missing (the Debian package for a program), and fails instead under
+// CI=true (internal/testenv). Tests that build stormwatch or start
+// processes skip under -short.
 package deploy

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stormwatch/stormwatch/internal/testbin"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 // TestPrometheusEndToEnd runs stormwatch and a real Prometheus that scrapes
@@ -28,7 +29,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds stormwatch and starts it and Prometheus: not in -short")
 	}
-	prometheusBin := tool(t, "prometheus", "prometheus")
+	prometheusBin := testenv.Tool(t, "prometheus")
 	bin := testbin.Stormwatch(t)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -49,21 +49,6 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// tool returns the path of an external program, or skips the test (fails it
-// when CI is set) when the program is not installed.
-func tool(t *testing.T, name, debianPackage string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s not found: CI must install the Debian package %s", name, debianPackage)
-	}
-	t.Skipf("%s not found: install the Debian package %s to run this test", name, debianPackage)
-	return ""
-}
-
 // knownMetrics returns every metric name stormwatch exports: those in the
 // exporter's golden files, registeredAtRunTime and the process collector's.
 func knownMetrics(t *testing.T) map[string]bool {
@@ -202,11 +187,11 @@ func startProcess(t *testing.T, name, path string, args ...string) *process {
 	}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Process.Signal(syscall.SIGTERM) // fails only if it already ended
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-p.done
 		}
 		if t.Failed() {
@@ -221,7 +206,10 @@ func startProcess(t *testing.T, name, path string, args ...string) *process {
 func (p *process) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s exited early: %v", p.name, p.err)
+		if p.err == nil {
+			return fmt.Errorf("%s exited early, with status 0", p.name)
+		}
+		return fmt.Errorf("%s exited early: %w", p.name, p.err)
 	default:
 		return nil
 	}

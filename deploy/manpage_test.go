@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stormwatch/stormwatch/internal/testbin"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 // TestManPage builds stormwatch(1) as `make deb` does (manpage.sh), renders
@@ -22,7 +23,7 @@ func TestManPage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds stormwatch: not in -short")
 	}
-	man := tool(t, "man", "man-db")
+	man := testenv.Tool(t, "man")
 	bin := testbin.Stormwatch(t)
 
 	page, err := exec.Command("sh", "manpage.sh", bin, "1.2.3").Output()

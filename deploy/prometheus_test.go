@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 const (
@@ -47,7 +49,7 @@ func loadRules(t *testing.T) ruleFile {
 // TestRulesPromtool lints the rules and the scrape example and runs the
 // rules' unit tests.
 func TestRulesPromtool(t *testing.T) {
-	promtool := tool(t, "promtool", "prometheus")
+	promtool := testenv.Tool(t, "promtool")
 	for _, args := range [][]string{
 		{"check", "rules", rulesPath},
 		{"test", "rules", rulesTestPath},

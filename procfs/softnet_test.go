@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	promfs "github.com/prometheus/procfs"
+
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 // softnetLayouts are the per-layout fixtures of testdata/softnet_stat (see
@@ -350,7 +352,7 @@ func BenchmarkSoftnetStat(b *testing.B) {
 		b.Fatal(err)
 	}
 	if _, err := fs.SoftnetStat(); err != nil {
-		b.Skipf("no softnet_stat here: %v", err)
+		testenv.Require(b, "/proc/net/softnet_stat", err)
 	}
 	var tot SoftnetTotals
 	b.ReportAllocs()

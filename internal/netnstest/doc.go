@@ -6,7 +6,7 @@
 // deletes it when the test ends:
 //
 //	func TestSomething(t *testing.T) {
-//		ns := netnstest.New(t) // skips unless root and ip(8) is installed
+//		ns := netnstest.New(t) // needs root and ip(8); skips in -short
 //		err := ns.Do(func() error {
 //			// Runs on an OS thread inside the namespace: sockets and
 //			// netlink connections opened here live there.
@@ -32,9 +32,11 @@
 //
 // # Limits
 //
-// Linux only. Needs root (CAP_SYS_ADMIN to create and enter namespaces);
-// [Require] and [New] skip the test with the reason otherwise, and also when
-// the environment refuses to create namespaces (an unprivileged container).
+// Linux only. Needs root (CAP_SYS_ADMIN to create and enter namespaces) and
+// ip(8). [Require] and [New] skip the test in -short mode; when root, ip(8)
+// or the permission to create namespaces (an unprivileged container) is
+// missing they skip it with the reason, or fail it under CI
+// (package testenv).
 // Do's function must not call t.FailNow, t.Fatal or t.Skip: it runs on
 // another goroutine. Return an error instead.
 package netnstest

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 // Prefix starts the name of every namespace New creates, so that leftovers
@@ -36,25 +37,24 @@ type NS struct {
 	fd int // open /run/netns/<name>, -1 once closed
 }
 
-// Require skips t unless it runs as root with ip(8) on the PATH: both are
-// needed to create and enter a network namespace.
+// Require stops t unless it can create and enter a network namespace: it
+// skips t in -short mode (a namespace test is a kernel test), and when the
+// test does not run as root or ip(8) is not on the PATH it skips t, or
+// fails it under CI (see package testenv).
 func Require(t testing.TB) {
 	t.Helper()
+	testenv.Kernel(t)
 	if runtime.GOOS != "linux" {
 		t.Skipf("netnstest: network namespaces need Linux, this is %s", runtime.GOOS)
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("netnstest: creating a network namespace needs root (CAP_SYS_ADMIN); run the test as root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skipf("netnstest: ip(8) from iproute2 is needed to create a network namespace: %v", err)
-	}
+	testenv.Root(t, "creating a network namespace (CAP_SYS_ADMIN)")
+	testenv.Tool(t, "ip")
 }
 
 // New creates a fresh network namespace named Prefix plus a random suffix,
 // brings its loopback interface up and deletes the namespace when t ends.
-// It skips t as Require does, and when the host refuses to create
-// namespaces.
+// It stops t as Require does, and as package testenv says when the host
+// refuses to create namespaces.
 func New(t testing.TB) *NS {
 	t.Helper()
 	Require(t)
@@ -69,7 +69,7 @@ func New(t testing.TB) *NS {
 	defer cancel()
 	if _, err := runIP(ctx, "netns", "add", n.name); err != nil {
 		if errors.Is(err, errNotPermitted) {
-			t.Skipf("netnstest: this host does not allow creating network namespaces: %v", err)
+			testenv.Require(t, "creating network namespaces on this host", err)
 		}
 		t.Fatalf("netnstest: %v", err)
 	}

@@ -153,7 +153,7 @@ func TestDoErrors(t *testing.T) {
 				t.Errorf("recovered %v, want the function's panic", p)
 			}
 		}()
-		ns.Do(func() error { panic("oops") })
+		_ = ns.Do(func() error { panic("oops") })
 		t.Error("Do returned after the function panicked")
 	}()
 }
@@ -172,5 +172,24 @@ func TestExec(t *testing.T) {
 	_, err = ns.Exec(ctx, "ip", "link", "show", "no-such-device")
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("Exec of a failing command = %v, want an error carrying its stderr", err)
+	}
+}
+
+// TestShortSkips checks -short skips the namespace tests before they need
+// root or ip(8): make test-short runs no kernel test.
+func TestShortSkips(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the namespace tests in -short mode itself")
+	}
+	cmd := exec.Command(os.Args[0], "-test.short", "-test.v", "-test.run=^(TestDo|TestExec)$")
+	cmd.Env = append(os.Environ(), "CI=true") // -short skips under CI too
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the namespace tests in -short mode: %v\n%s", err, out)
+	}
+	for _, name := range []string{"TestDo", "TestExec"} {
+		if !strings.Contains(string(out), "--- SKIP: "+name+" ") {
+			t.Errorf("%s did not skip in -short mode:\n%s", name, out)
+		}
 	}
 }

@@ -1,9 +1,9 @@
 // Package testbin gives tests the stormwatch binary and the programs they
 // drive (and a stormlab binary for lab workers). Stormwatch builds cmd/stormwatch once per test process into a
 // directory every user can read (tests run it as nobody too); a package
-// that uses it calls Cleanup from TestMain. RequireTools skips a test when a
-// program is missing, except under CI (CI set in the environment), whose
-// .ci/run installs them all: there it fails.
+// that uses it calls Cleanup from TestMain. RequireTools skips a kernel
+// test in -short mode, and when a program is missing skips it, or fails it
+// under CI, whose .ci/run installs them all (package testenv).
 package testbin
 
 import (
@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 var (
@@ -36,7 +38,7 @@ func Stormwatch(t testing.TB) string {
 		binPath = filepath.Join(dir, "stormwatch")
 		out, e := exec.Command("go", "build", "-o", binPath, "github.com/stormwatch/stormwatch/cmd/stormwatch").CombinedOutput()
 		if e != nil {
-			err = fmt.Errorf("go build ./cmd/stormwatch: %v\n%s", e, out)
+			err = fmt.Errorf("go build ./cmd/stormwatch: %w\n%s", e, out)
 		}
 	})
 	if err != nil {
@@ -79,19 +81,13 @@ func Cleanup() {
 	}
 }
 
-// RequireTools skips t in -short mode (these are kernel tests) and when one
-// of tools is not on the PATH; under CI a missing tool fails t instead.
+// RequireTools skips t in -short mode (these are kernel tests); when one of
+// tools is not on the PATH it skips t, or fails it under CI, naming the
+// Debian package to install (see package testenv).
 func RequireTools(t testing.TB, tools ...string) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("kernel test: skipped in -short mode")
-	}
+	testenv.Kernel(t)
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is not installed: .ci/run must install it", tool)
-			}
-			t.Skipf("%s is not installed (see .ci/run for the packages the tests use)", tool)
-		}
+		testenv.Tool(t, tool)
 	}
 }
