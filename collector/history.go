@@ -12,7 +12,8 @@ import (
 // baseline); the entities of a kind (up to thousands of listeners a
 // sample) only for the longest window any rule over that kind reads.
 type Retention struct {
-	// Host is how long Snapshots (their host values) are kept.
+	// Host is how long Snapshots (their host values) are kept, at least
+	// as long as any kind's entities.
 	Host time.Duration
 	// Kinds is how long the entities of each kind are kept; a kind not
 	// named keeps its entities in the newest Snapshot only.
@@ -98,7 +99,12 @@ func (h *History) trim() {
 		return
 	}
 	newest := held[len(held)-1]
-	drop := sort.Search(len(held), func(i int) bool { return newest.Time.Sub(held[i].Time) <= h.ret.Host })
+	// A Snapshot is kept as long as any of its parts is.
+	keep := h.ret.Host
+	for _, d := range h.ret.Kinds {
+		keep = max(keep, d)
+	}
+	drop := sort.Search(len(held), func(i int) bool { return newest.Time.Sub(held[i].Time) <= keep })
 	drop = min(drop, max(len(held)-minSnapshots, 0))
 	clear(held[:drop])
 	h.head += drop

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/stormwatch/stormwatch/alerts"
@@ -412,6 +413,11 @@ func (b *builder) items(i int, it *collector.Item) []Item {
 		default:
 			o.Status, o.Reason = Unknown, b.reason(src)
 		}
+		if o.Status == Unknown {
+			if r := b.targetReason(src, lv); r != "" {
+				o.Reason = r
+			}
+		}
 		b.judge(&o, i)
 		if o.Status != OK {
 			o.Attributes, o.Detail = describe(k, t, l.row)
@@ -589,6 +595,18 @@ func (b *builder) reason(source string) string {
 		return res.Err.Error()
 	}
 	return "not provided by this kernel"
+}
+
+// targetReason is the failure of the target behind an entity of a target
+// source (named by its labels), "" when there is none.
+func (b *builder) targetReason(source string, labels []string) string {
+	name := strings.Join(labels, " ")
+	for _, r := range b.s.Sources {
+		if r.Name == source && r.Target == name && r.Err != nil {
+			return r.Err.Error()
+		}
+	}
+	return ""
 }
 
 func ptr(v float64) *float64 { return &v }

@@ -60,6 +60,11 @@ func fixtureSnapshot(t *testing.T, tree string) *collector.Snapshot {
 		b.Entity(collector.KindListener, l.addr, l.port).Set("sockets", l.sockets).
 			Set("accept_queue", l.queue).Set("accept_queue_limit", l.limit).Set("syn_recv", l.synRecv)
 	}
+	b.Entity(collector.KindListener, "0.0.0.0", "6379").Set("owner_known", 1).
+		SetAttr("process", "redis-server").SetAttr("pid", "812").SetAttr("state", "sleeping")
+	b.Entity(collector.KindValkey, "127.0.0.1:6379").Set("up", 1).Set("connected_clients", 812).Set("maxclients", 10000).
+		Set("blocked_clients", 2).Set("rejected_connections", 0).Set("connections_received", 91234).Set("evicted_clients", 0).
+		Set("tcp_backlog", 511).Set("server_info", 1).SetAttr("server", "redis").SetAttr("version", "7.0.15")
 	b.Set("listeners", 3).Set("listeners_dropped", 0).
 		Set("syn_recv_last_dump", float64(at.Add(-time.Second).UnixNano())/1e9).SetHostAttr("syn_recv_reason", "signal").
 		Set("syn_recv_dumps", 42).Set("syn_recv_dump_retries", 1).Set("syn_recv_dump_nobufs", 0)

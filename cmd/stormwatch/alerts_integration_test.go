@@ -20,10 +20,11 @@ import (
 
 // apiAlert is one alert of GET /api/v1/alerts.
 type apiAlert struct {
-	Labels  map[string]string `json:"labels"`
-	State   string            `json:"state"`
-	FiredAt time.Time         `json:"firedAt"`
-	Value   string            `json:"value"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	State       string            `json:"state"`
+	FiredAt     time.Time         `json:"firedAt"`
+	Value       string            `json:"value"`
 }
 
 func (d *testDaemon) alerts() ([]apiAlert, error) {

@@ -71,9 +71,12 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 	defer cancel()
 	targets.Start(ctx)
 	defer targets.Stop()
-	retention := collector.Retention{Host: f.window, Kinds: map[string]time.Duration{}}
+	// Both samples whole: the first is a little more than the window old
+	// when the second is taken.
+	keep := 2*f.window + time.Second
+	retention := collector.Retention{Host: keep, Kinds: map[string]time.Duration{}}
 	for _, k := range schema.Kinds() {
-		retention.Kinds[k.Name] = f.window
+		retention.Kinds[k.Name] = keep
 	}
 	newSampler := func() (*collector.Sampler, *collector.History, error) {
 		h := collector.NewHistory(retention)

@@ -516,18 +516,18 @@ func (l *sampleLoop) tick(ctx context.Context) bool {
 }
 
 func (l *sampleLoop) logSources(snap *collector.Snapshot) {
-	if l.lastErr == nil {
-		l.lastErr = map[string]string{}
-		for _, r := range snap.Sources {
-			if r.NoData {
-				l.logger.Info("source has no data on this host", "collector", r.Name)
-			}
-		}
-	}
 	perTarget := map[string]bool{}
 	for _, r := range snap.Sources {
 		if r.Target != "" {
 			perTarget[r.Name] = true
+		}
+	}
+	if l.lastErr == nil {
+		l.lastErr = map[string]string{}
+		for _, r := range snap.Sources {
+			if r.NoData && r.Target == "" && !perTarget[r.Name] {
+				l.logger.Info("source has no data on this host", "collector", r.Name)
+			}
 		}
 	}
 	for _, r := range snap.Sources {

@@ -65,7 +65,18 @@ func (b *syncBuffer) String() string {
 // waits until /metrics answers.
 func startDaemon(t *testing.T, ns *netnstest.NS, user string, args ...string) *testDaemon {
 	t.Helper()
-	d := &testDaemon{ns: ns, addr: "127.0.0.1:9955", log: &syncBuffer{}, done: make(chan error, 1)}
+	return startDaemonAs(t, ns, user, "127.0.0.1:9955", args...)
+}
+
+// startDaemonAt is startDaemon, as root, listening on addr.
+func startDaemonAt(t *testing.T, ns *netnstest.NS, addr string, args ...string) *testDaemon {
+	t.Helper()
+	return startDaemonAs(t, ns, "", addr, args...)
+}
+
+func startDaemonAs(t *testing.T, ns *netnstest.NS, user, addr string, args ...string) *testDaemon {
+	t.Helper()
+	d := &testDaemon{ns: ns, addr: addr, log: &syncBuffer{}, done: make(chan error, 1)}
 	argv := []string{testbin.Stormwatch(t), "--web.listen-address=" + d.addr, "--log.level=debug"}
 	// Sample fast unless the test says otherwise.
 	for _, def := range []string{"--collect.interval=200ms", "--collect.syn-recv-interval=0s"} {
