@@ -22,7 +22,7 @@ var (
 	nicVeth  = netdev.Link{Name: "veth0", Index: 4, Kind: "veth", HasCounters: true, Counters: netdev.Counters{RxPackets: 300}}
 	nicVirt  = netdev.Link{Name: "eth0", Index: 5, HasCounters: true, Counters: netdev.Counters{RxPackets: 5000, RxMissedErrors: 1}}
 	nicBare  = netdev.Link{Name: "dummy0", Index: 6, Kind: "dummy", HasCounters: true} // no driver statistics at all
-	nicNoCnt = netdev.Link{Name: "tun0", Index: 7, Kind: "tun"}                         // the dump carried no statistics
+	nicNoCnt = netdev.Link{Name: "tun0", Index: 7, Kind: "tun"}                        // the dump carried no statistics
 )
 
 // nicFakeHost is a host with an ENA device of each generation, a veth, a
