@@ -41,7 +41,7 @@ func TestLoadInvalid(t *testing.T) {
 		"invalid-duplicate-name.yml": {
 			`8:11: rule "ConntrackNearFull": duplicate rule: same name and labels as the rule at 2:11`,
 		},
-		"invalid-scope.yml":    {`3:12: rule "A": scope "socket": must be host, listener or valkey`},
+		"invalid-scope.yml":    {`3:12: rule "A": scope "socket": must be host, listener, interface or valkey`},
 		"invalid-severity.yml": {`4:15: rule "A": severity "page": must be info, warning or critical`},
 		"invalid-duration.yml": {
 			`4:10: rule "A": for: "5 minutes" is not a duration (use e.g. 30s, 5m, 1h)`,

@@ -34,6 +34,8 @@ type Config struct {
 	Listeners ListenerConfig
 	// Conntrack configures the conntrack stats source.
 	Conntrack ConntrackConfig
+	// NIC configures the network interface source.
+	NIC NICConfig
 	// Valkey configures the valkey target source.
 	Valkey ValkeyConfig
 }
@@ -95,6 +97,20 @@ var table = []struct {
 	// After tcpstat and sysctl: its SYN_RECV cadence and SYN queue limit
 	// read this cycle's counters and sysctls.
 	{listenersDecl, func(cfg Config, fs procfs.FS) (Source, error) { return newListenerSource(cfg.Listeners, &fs) }},
+	// Packets meet the NIC and the backlog before the queues above, but
+	// these two run last: nothing reads their values (Writer.Get), and the
+	// nic source's ethtool requests wait for the kernel's RTNL lock while
+	// interfaces change, a wait that must not delay the queue readings
+	// past the cycle's time. The checklist orders its sections by
+	// Section.Order, not by this table.
+	{softnetDecl, func(_ Config, fs procfs.FS) (Source, error) { return &softnetSource{fs: fs}, nil }},
+	{nicDecl, func(cfg Config, _ procfs.FS) (Source, error) {
+		s, err := newNICSource(cfg.NIC)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}},
 }
 
 // targetTable lists every target source, after the kernel sources (their

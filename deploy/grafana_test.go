@@ -175,6 +175,9 @@ func TestDashboardShape(t *testing.T) {
 		"stormwatch_tcp_listen_overflows_total", "stormwatch_tcp_listen_drops_total",
 		"stormwatch_tcp_syncookies_sent_total", "stormwatch_tcp_syn_queue_drops_total",
 		"stormwatch_tcp_passive_opens_total", "stormwatch_alerts", "stormwatch_collector_success",
+		"stormwatch_nic_allowance_exceeded_total", "stormwatch_nic_conntrack_allowance_available",
+		"stormwatch_nic_receive_dropped_total", "stormwatch_nic_receive_missed_total",
+		"stormwatch_softnet_dropped_total", "stormwatch_softnet_times_squeezed_total",
 	} {
 		if !used[m] {
 			t.Errorf("no panel shows %s", m)

@@ -39,13 +39,15 @@ func host(t time.Time) *sample {
 		"conntrack_found": 10, "conntrack_invalid": 2, "conntrack_insert": 90000, "conntrack_insert_failed": 0,
 		"conntrack_drop": 0, "conntrack_early_drop": 0, "conntrack_icmp_error": 0, "conntrack_search_restart": 0,
 		"conntrack_clash_resolve": 0, "conntrack_chain_too_long": 0,
+		"softnet_processed": 812000, "softnet_dropped": 0, "softnet_times_squeezed": 12,
+		"netdev_max_backlog": 1000, "netdev_budget": 300, "nic_receive_dropped": 0, "nic_receive_missed": 0,
 	}}
 	s.listeners = []collector.Listener{
 		{Addr: netip.MustParseAddr("0.0.0.0"), Port: 6379, Sockets: 1, AcceptQueue: 0, AcceptLimit: 511},
 		{Addr: netip.MustParseAddr("127.0.0.1"), Port: 16379, Sockets: 1, AcceptQueue: 0, AcceptLimit: 511},
 		{Addr: netip.MustParseAddr("::"), Port: 22, Sockets: 1, AcceptQueue: 0, AcceptLimit: 128},
 	}
-	for _, name := range []string{"sysctl", "tcpstat", "conntrack", "conntrack_stats", "listeners"} {
+	for _, name := range []string{"sysctl", "tcpstat", "conntrack", "conntrack_stats", "listeners", "softnet", "nic"} {
 		s.sources = append(s.sources, collector.SourceResult{Name: name, Success: true, Duration: time.Millisecond})
 	}
 	return s
@@ -196,7 +198,7 @@ func TestColor(t *testing.T) {
 
 func TestNothingReadIsUnknown(t *testing.T) {
 	s := &sample{t: t0, vals: map[string]float64{}, noListeners: true}
-	for _, name := range []string{"sysctl", "tcpstat", "conntrack", "conntrack_stats", "listeners"} {
+	for _, name := range []string{"sysctl", "tcpstat", "conntrack", "conntrack_stats", "listeners", "softnet", "nic"} {
 		s.sources = append(s.sources, collector.SourceResult{Name: name, Err: errors.New("boom")})
 	}
 	r := build(t, nil, s)

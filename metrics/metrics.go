@@ -18,6 +18,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 var (
 	collectorSuccess  = desc("collector_success", "1 if the source read everything in the last cycle, 0 if it failed or the subsystem is absent.", "collector")
 	collectorDuration = desc("collector_duration_seconds", "How long the source took in the last cycle.", "collector")
+	collectorAbsent   = desc("collector_absent", "1 if the source has nothing to read on this host (no conntrack module, no Valkey server to poll): its success is 0 though nothing failed.", "collector")
 	lastSample        = desc("last_sample_timestamp_seconds", "When the last sampling cycle started.")
 	buildInfo         = desc("build_info", "Always 1; labels say which build is running.", "version", "revision", "goversion")
 )
@@ -89,7 +90,7 @@ func NewExporter(sc *collector.Schema, latest func() *collector.Snapshot, build 
 		s.desc = d
 		e.series = append(e.series, s)
 	}
-	e.descs = append(e.descs, collectorSuccess, collectorDuration, lastSample, buildInfo)
+	e.descs = append(e.descs, collectorSuccess, collectorDuration, collectorAbsent, lastSample, buildInfo)
 	return e
 }
 
@@ -118,8 +119,13 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 		if r.Success {
 			ok = 1
 		}
+		absent := 0.0
+		if r.NoData {
+			absent = 1
+		}
 		ch <- prometheus.MustNewConstMetric(collectorSuccess, prometheus.GaugeValue, ok, r.Name)
 		ch <- prometheus.MustNewConstMetric(collectorDuration, prometheus.GaugeValue, r.Duration.Seconds(), r.Name)
+		ch <- prometheus.MustNewConstMetric(collectorAbsent, prometheus.GaugeValue, absent, r.Name)
 	}
 	lv := make([]string, 0, 8)
 	for i := range e.series {

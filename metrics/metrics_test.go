@@ -13,14 +13,37 @@ import (
 
 	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/internal/golden"
+	"github.com/stormwatch/stormwatch/internal/netdev"
+	"github.com/stormwatch/stormwatch/internal/netdev/netdevtest"
 	"github.com/stormwatch/stormwatch/internal/promtooltest"
 )
 
+// fixtureHost is the interfaces of the exposition's host, read through the
+// nic source from driver statistics recorded in the ethtool ioctl's format:
+// an ENA device of each generation (with and without
+// conntrack_allowance_available) and a veth (no allowances).
+func fixtureHost() *netdevtest.Kernel {
+	return &netdevtest.Kernel{
+		Dump: []netdev.Link{
+			{Name: "lo", Index: 1, Loopback: true, HasCounters: true},
+			{Name: "ens5", Index: 2, HasCounters: true, Counters: netdev.Counters{RxPackets: 1e6, RxDropped: 17, RxMissedErrors: 4}},
+			{Name: "ens6", Index: 3, HasCounters: true, Counters: netdev.Counters{RxPackets: 2e5}},
+			{Name: "veth0", Index: 4, Kind: "veth", HasCounters: true, Counters: netdev.Counters{RxPackets: 300}},
+		},
+		Stats: map[string]netdevtest.Recording{
+			"ens5":  netdevtest.MustLoad("ena-2.8.1"),
+			"ens6":  netdevtest.MustLoad("ena-2.7.4"),
+			"veth0": netdevtest.MustLoad("veth-6.18"),
+		},
+	}
+}
+
 // fixtureSnapshot samples the file-backed sources over a fixture tree and
-// adds a fixed set of listeners, so the exposition is deterministic.
+// the nic source over fixtureHost, and adds a fixed set of listeners, so
+// the exposition is deterministic.
 func fixtureSnapshot(t *testing.T, tree string) *collector.Snapshot {
 	t.Helper()
-	sources, err := collector.NewSources(collector.Config{Root: filepath.Join("..", "testdata", tree)})
+	sources, err := collector.NewSources(collector.Config{Root: filepath.Join("..", "testdata", tree), NIC: collector.NICConfig{Kernel: fixtureHost()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +70,16 @@ func fixtureSnapshot(t *testing.T, tree string) *collector.Snapshot {
 	for _, r := range read.Sources {
 		r.Duration = 1500 * time.Microsecond
 		b.Source(r)
+	}
+	if nics := read.TableOf(collector.KindInterface); nics != nil {
+		for row := range nics.Len() {
+			e := b.Entity(collector.KindInterface, nics.Labels(row)...)
+			for _, ref := range collector.DefaultSchema().Values(collector.KindInterface) {
+				if v := nics.Value(row, ref.Slot); collector.Present(v) {
+					e.Set(ref.Name, v)
+				}
+			}
+		}
 	}
 	b.Source(collector.SourceResult{Name: "listeners", Success: true, Duration: 250 * time.Microsecond})
 	for _, l := range []struct {

@@ -39,6 +39,8 @@ type collectFlags struct {
 	maxListeners    int
 	synRecvInterval time.Duration
 	historySize     int
+	nicInclude      []string
+	nicExclude      []string
 }
 
 // minInterval is the shortest --collect.interval.
@@ -55,6 +57,10 @@ func (f *collectFlags) register(cmd *kingpin.CmdClause) {
 		&f.maxListeners, 0, "500")
 	durationFlag(cmd.Flag("collect.syn-recv-interval", "Slow cadence of the SYN_RECV dump, which walks every socket on the host; it runs every cycle while a storm signal moves (0: every cycle).").Default("5s"),
 		&f.synRecvInterval, 0, false, "5s")
+	globsFlag(cmd.Flag("collect.nic.include", "Only report network interfaces whose name matches one of these glob patterns (e.g. eth*,ens*). Empty: all but loopback.").Default(""),
+		&f.nicInclude)
+	globsFlag(cmd.Flag("collect.nic.exclude", "Never report network interfaces whose name matches one of these glob patterns (e.g. veth*,docker*).").Default(""),
+		&f.nicExclude)
 	intFlag(cmd.Flag("collect.history", "Samples to keep for the rules; at least what their longest window needs is always kept (0: just that).").Default("0"),
 		&f.historySize, 0, "900")
 	dirFlag(cmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").Default("/"),
@@ -78,6 +84,7 @@ func (f *collectFlags) config() (collector.Config, error) {
 			Max:             f.maxListeners,
 			SynRecvInterval: f.synRecvInterval,
 		},
+		NIC: collector.NICConfig{Include: f.nicInclude, Exclude: f.nicExclude},
 	}, nil
 }
 

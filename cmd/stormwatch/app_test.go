@@ -75,6 +75,10 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"run", "--collect.listeners.max", "-1"}, `--collect.listeners.max: "-1" is not a whole number ≥ 0 (e.g. 500)`},
 		{[]string{"run", "--collect.syn-recv-interval=-5s"}, `--collect.syn-recv-interval: "-5s" is not a duration ≥ 0 (e.g. 5s)`},
 		{[]string{"run", "--collect.history=1.5"}, `--collect.history: "1.5" is not a whole number ≥ 0 (e.g. 900)`},
+		{[]string{"run", "--collect.nic.include=eth[0-"}, `--collect.nic.include: "eth[0-" is not a glob pattern: a [...] class unclosed, empty or with a bad range, or a \ at the end (want glob patterns like eth*,ens[0-9]*)`},
+		{[]string{"run", "--collect.nic.exclude=veth*,,docker*"}, `--collect.nic.exclude: "veth*,,docker*" has an empty item (want glob patterns like eth*,ens[0-9]*)`},
+		{[]string{"run", "--collect.nic.exclude=net/eth0"}, `--collect.nic.exclude: "net/eth0" can match no interface: names have no / (want glob patterns like eth*,ens[0-9]*)`},
+		{[]string{"run", "--collect.nic.include"}, `--collect.nic.include: missing value; want glob patterns, e.g. --collect.nic.include=eth*,ens*`},
 		{[]string{"run", "--path.root=" + filepath.Join(dir, "nope")}, `--path.root: "` + filepath.Join(dir, "nope") + `" does not exist; want the directory holding proc/ (e.g. /)`},
 		{[]string{"run", "--path.root=" + badWeb}, `--path.root: "` + badWeb + `" is not a directory; want the directory holding proc/ (e.g. /)`},
 		{[]string{"run", "--web.systemd-socket=maybe"}, `--web.systemd-socket: "maybe" is not a boolean (true or false); or write --web.systemd-socket or --no-web.systemd-socket`},
@@ -183,6 +187,7 @@ func TestFlagErrorsFromFiles(t *testing.T) {
 func TestFlagValues(t *testing.T) {
 	c := newCLI(&bytes.Buffer{}, &bytes.Buffer{})
 	cmd, err := c.parse([]string{"run", "--collect.interval", "250ms", "--collect.listeners.include-ports=6379,7000-7010",
+		"--collect.nic.include=ens*, eth[0-9]", "--collect.nic.exclude", "veth*",
 		"--collect.listeners.exclude-ports", "7005", "--collect.syn-recv-interval=0", "--collect.listeners.max=0",
 		"--alertmanager.url=http://a:9093", "--alertmanager.url", "https://b/am", "--alertmanager.resend-delay=1d",
 		"--web.listen-address=127.0.0.1:0", "--web.listen-address=[::1]:http", "--web.telemetry-path=/x/metrics", "--log.level=debug"})
@@ -203,8 +208,12 @@ func TestFlagValues(t *testing.T) {
 	if diff := cmp.Diff([]string{"http://a:9093", "https://b/am"}, d.alertmanagerURLs); diff != "" {
 		t.Errorf("alertmanager.url (-want +got):\n%s", diff)
 	}
-	if _, err := d.collect.config(); err != nil {
+	cfg, err := d.collect.config()
+	if err != nil {
 		t.Errorf("config(): %v", err)
+	}
+	if diff := cmp.Diff(collector.NICConfig{Include: []string{"ens*", "eth[0-9]"}, Exclude: []string{"veth*"}}, cfg.NIC); diff != "" {
+		t.Errorf("nic patterns (-want +got):\n%s", diff)
 	}
 
 	c = newCLI(&bytes.Buffer{}, &bytes.Buffer{})

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -131,6 +132,51 @@ func portRangesFlag(c *kingpin.FlagClause, p *[]collector.PortRange) {
 		get: func() string { return raw },
 	})
 	c.PlaceHolder("PORTS")
+}
+
+// globListHelp is what a glob pattern list flag accepts.
+const globListHelp = "glob patterns like eth*,ens[0-9]*"
+
+// globsFlag accepts a comma-separated list of glob patterns (path.Match
+// syntax) for interface names.
+func globsFlag(c *kingpin.FlagClause, p *[]string) {
+	var raw string
+	setValue(c, &flagValue{
+		accept: globListHelp, what: "glob patterns", example: "eth*,ens*",
+		set: func(s string) error {
+			g, err := parseGlobs(s)
+			if err != nil {
+				return err
+			}
+			raw, *p = s, g
+			return nil
+		},
+		get: func() string { return raw },
+	})
+	c.PlaceHolder("PATTERNS")
+}
+
+// parseGlobs parses "eth*,ens[0-9]*" into patterns. Its errors name the bad
+// item and what is accepted, for the caller to prefix with the flag's name.
+func parseGlobs(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return nil, fmt.Errorf("%s has an empty item (want %s)", quote(s), globListHelp)
+		}
+		if _, err := path.Match(part, ""); err != nil {
+			return nil, fmt.Errorf("%s is not a glob pattern: a [...] class unclosed, empty or with a bad range, or a \\ at the end (want %s)", quote(part), globListHelp)
+		}
+		if strings.Contains(part, "/") {
+			return nil, fmt.Errorf("%s can match no interface: names have no / (want %s)", quote(part), globListHelp)
+		}
+		out = append(out, part)
+	}
+	return out, nil
 }
 
 // portsFlag accepts one port, and is repeatable.

@@ -90,6 +90,10 @@ const scrape = `# TYPE stormwatch_collector_success gauge
 stormwatch_collector_success{collector="sysctl"} 1
 stormwatch_collector_success{collector="tcpstat"} 1
 stormwatch_collector_success{collector="listeners"} 0
+stormwatch_collector_success{collector="valkey"} 0
+# TYPE stormwatch_collector_absent gauge
+stormwatch_collector_absent{collector="listeners"} 0
+stormwatch_collector_absent{collector="valkey"} 1
 # TYPE stormwatch_listener_accept_queue_limit gauge
 stormwatch_listener_accept_queue_limit{addr="127.0.0.1",port="4000"} 17
 stormwatch_listener_accept_queue_limit{addr="::",port="4000"} 4096
