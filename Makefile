@@ -41,6 +41,8 @@ fuzz:
 	$(GO) test ./procfs -run '^$$' -fuzz FuzzSocketInode -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/valkey -run '^$$' -fuzz FuzzParseInfo -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/valkey -run '^$$' -fuzz FuzzParseClientList -fuzztime $(FUZZTIME)
+	$(GO) test ./headroom -run '^$$' -fuzz FuzzParse$$ -fuzztime $(FUZZTIME)
+	$(GO) test ./headroom -run '^$$' -fuzz FuzzParseQuery -fuzztime $(FUZZTIME)
 
 # Collection cycle, /metrics, daemon CPU and memory against ss and
 # node_exporter at 10k-200k sockets (root; see docs/benchmarks.md).
