@@ -55,6 +55,7 @@ func Compute(in Input, o Options) *Report {
 		s = in.History.Latest()
 	}
 	if s == nil {
+		r.NoData = true
 		r.Reasons = append(r.Reasons, "no data: no sample taken yet")
 		return r
 	}
@@ -62,6 +63,7 @@ func Compute(in Input, o Options) *Report {
 	age := in.Now.Sub(s.Time)
 	r.AgeSeconds = ptr(age.Seconds())
 	if age > o.StaleAfter {
+		r.NoData = true
 		r.Reasons = append(r.Reasons, fmt.Sprintf("no data: the latest sample is %s old (stale after %s): sampling has stalled",
 			age.Round(100*time.Millisecond), o.StaleAfter))
 		return r
@@ -70,6 +72,11 @@ func Compute(in Input, o Options) *Report {
 	c.sources()
 	c.queues()
 	c.list(in.History)
+	if r.NoData {
+		// A figure from what could be read would read as a headroom
+		// (a gate on {$.headroom}): there is none.
+		r.Headroom, r.Limiting = nil, nil
+	}
 	return r
 }
 
@@ -141,6 +148,7 @@ func (c *computer) reason(src, text string) {
 		return
 	}
 	c.reported[src] = true
+	c.r.NoData = true
 	c.r.Reasons = append(c.r.Reasons, text)
 }
 
@@ -220,6 +228,7 @@ func (c *computer) queues() {
 	}
 	for i, seen := range c.portSeen {
 		if !seen {
+			c.r.NoData = true // the queues asked about are not there to measure
 			c.r.Reasons = append(c.r.Reasons, fmt.Sprintf("nothing is reported listening on port %d", c.o.Ports[i]))
 		}
 	}
@@ -298,6 +307,7 @@ func (c *computer) list(h *collector.History) {
 	r := c.r
 	slices.SortStableFunc(c.figures, func(a, b instance) int { return cmp.Compare(a.head, b.head) })
 	if len(c.figures) == 0 {
+		r.NoData = true
 		r.Reasons = append(r.Reasons, "no data: no queue with a limit was measured")
 	} else {
 		lim := c.figures[0]
@@ -362,7 +372,8 @@ func (c *computer) queue(in instance) Queue {
 		for i, l := range k.Labels {
 			q.Labels[l.Name] = lv[i]
 		}
-		q.Name += " " + c.sc.DisplayName(k.Name, lv)
+		q.Entity = c.sc.DisplayName(k.Name, lv)
+		q.Name += " " + q.Entity
 	}
 	q.Used, q.Limit = opt(in.used), opt(in.limit)
 	if collector.Present(in.used) && collector.Present(in.limit) {

@@ -21,8 +21,10 @@
 // than Options.StaleAfter, a core source (or a queue's source) that
 // failed, a queue whose figures are missing, no queue with a figure at
 // all, a port asked for that nothing listens on — missing data is never
-// ok. It is also false when the headroom is below Options.Min or a
-// critical alert fires.
+// ok (Report.NoData, and no headroom figure either, so that a gate reading
+// the figure alone cannot pass). It is also false when the headroom is
+// below Options.Min or a critical alert fires; warnings and pending
+// alerts are listed but do not count.
 //
 // Fetch reads a Report from another host's GET /api/v1/headroom (a
 // non-2xx answer or a body that is not a Report is an error, never "not

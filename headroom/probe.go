@@ -141,7 +141,7 @@ func (p *Local) Probe(ctx context.Context) (*Report, error) {
 	if ruleErr != nil {
 		// An alert may be missing: the answer cannot be called ok.
 		r.Reasons = append(r.Reasons, "no data: some rules could not be judged: "+errtext.OneLine(ruleErr, errtext.MaxErrorLen))
-		r.OK = false
+		r.OK, r.NoData, r.Headroom, r.Limiting = false, true, nil, nil
 	}
 	return r, nil
 }

@@ -84,8 +84,12 @@ type Report struct {
 	// OK is true when the headroom is at least Min, no critical alert
 	// fires and nothing the answer depends on is missing.
 	OK bool `json:"ok"`
+	// NoData is true when something the answer depends on is missing: no
+	// sample, a stale one, a source that failed, a port asked for that
+	// nothing listens on. OK is then false and Headroom and Limiting null.
+	NoData bool `json:"no_data"`
 	// Headroom is the tightest remaining share (0..1) of any queue:
-	// Limiting's. null when no queue has a figure.
+	// Limiting's. null when no queue has a figure, or with NoData.
 	Headroom *float64 `json:"headroom"`
 	// Min is the threshold OK was judged against.
 	Min float64 `json:"min"`
@@ -117,8 +121,10 @@ type Queue struct {
 	Kind string `json:"kind"`
 	// Labels identify the entity (addr and port of a listener).
 	Labels map[string]string `json:"labels,omitempty"`
-	// Name is What and the entity's display name: "accept queue
-	// 0.0.0.0:6379".
+	// Entity is the entity's display name ("0.0.0.0:6379"); absent for
+	// the host's queues.
+	Entity string `json:"entity,omitempty"`
+	// Name is What and Entity: "accept queue 0.0.0.0:6379".
 	Name string `json:"name"`
 	// Unit names what Used and Limit count.
 	Unit string `json:"unit,omitempty"`
