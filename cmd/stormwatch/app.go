@@ -113,6 +113,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCheck(c.check, stdout, stderr)
 	case c.rulesCmd.FullCommand():
 		return runRules(c.rules, stdout, stderr)
+	case c.headroomCmd.FullCommand():
+		return runHeadroom(c.headroom, stdout, stderr)
 	}
 	return exitUnknown
 }
@@ -124,10 +126,11 @@ type cli struct {
 	terminated int // exit code of --help or --version; -1 when not handled
 	logCfg     *promslog.Config
 
-	runCmd, checkCmd, rulesCmd *kingpin.CmdClause
-	daemon                     *daemonFlags
-	check                      *checkFlags
-	rules                      *rulesFlags
+	runCmd, checkCmd, rulesCmd, headroomCmd *kingpin.CmdClause
+	daemon                                  *daemonFlags
+	check                                   *checkFlags
+	rules                                   *rulesFlags
+	headroom                                *headroomFlags
 }
 
 // newCLI declares the commands and their flags.
@@ -172,6 +175,8 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	runCmd.Flag("alertmanager.instance", "instance label of the alerts sent to Alertmanager (default: the first --web.listen-address, an empty or wildcard host replaced by the hostname).").
 		StringVar(&d.alertmanagerInstance)
 	runCmd.Flag("web.enable-lifecycle", "Enable POST /-/reload (off: reload with SIGHUP).").BoolVar(&d.enableLifecycle)
+	ratioFlag(runCmd.Flag("headroom.min", "Least headroom GET /api/v1/headroom calls ok (?min= overrides it).").Default("0.3"),
+		&d.headroomMin, "0.3")
 
 	cf := &checkFlags{}
 	c.check = cf
@@ -194,6 +199,9 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	c.rulesCmd.Flag("check", "Validate the rules files given as arguments instead.").BoolVar(&rf.checkMode)
 	c.rulesCmd.Flag("vocabulary", "Print what rule conditions may name instead: every scope, value and function.").BoolVar(&rf.vocabulary)
 	c.rulesCmd.Arg("files", "Rules files to validate with --check.").StringsVar(&rf.check)
+
+	c.headroom = &headroomFlags{}
+	c.headroomCmd = c.headroom.register(app)
 	return c
 }
 
