@@ -123,6 +123,7 @@ type computer struct {
 	others   []instance // host queues without a figure
 	portSeen []bool     // by index in o.Ports
 	reported map[string]bool
+	ts, vs   []float64 // trend scratch
 }
 
 // sources reports the core sources that failed: without them nothing
@@ -437,8 +438,8 @@ func (c *computer) trend(in instance, snaps []*collector.Snapshot) *Trend {
 	if in.row >= 0 {
 		labels = qi.table.Labels(in.row)
 	}
-	ts := make([]float64, 0, len(snaps))
-	vs := make([]float64, 0, len(snaps))
+	ts, vs := c.ts[:0], c.vs[:0] // scratch: the fit keeps nothing
+	defer func() { c.ts, c.vs = ts, vs }()
 	for _, s := range snaps {
 		if s.Time.After(c.s.Time) || !s.PartTime(qi.value.Part).Equal(s.Time) || s.Schema() != c.sc {
 			continue

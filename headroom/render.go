@@ -25,7 +25,12 @@ func WriteText(w io.Writer, title string, r *Report) error {
 	if !r.OK {
 		verdict = "NOT OK"
 	}
-	fmt.Fprintf(&b, "%s: %s, headroom %s (minimum %s)", title, verdict, optPct(r.Headroom), pct(r.Min))
+	head := "none"
+	if r.Headroom != nil {
+		// Rounded down: 99.6% free is not all the room.
+		head = strconv.FormatFloat(math.Floor(*r.Headroom*100), 'f', -1, 64) + "%"
+	}
+	fmt.Fprintf(&b, "%s: %s, headroom %s (minimum %s)", title, verdict, head, pct(r.Min))
 	if r.Limiting != nil {
 		fmt.Fprintf(&b, ", limiting: %s", r.Limiting.Name)
 	}

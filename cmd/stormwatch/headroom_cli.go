@@ -106,11 +106,12 @@ func runHeadroom(f *headroomFlags, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "waiting: %s\n", status)
 			lastStatus = status
 		}
-		if time.Now().Add(f.interval).After(deadline) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			timedOut = true
 			break
 		}
-		sleep(ctx, f.interval)
+		sleep(ctx, min(f.interval, left)) // the last answer is read at the deadline
 		if ctx.Err() != nil {
 			break
 		}
