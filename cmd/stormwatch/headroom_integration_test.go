@@ -418,4 +418,3 @@ func (w *waitingCmd) wait(t *testing.T, timeout time.Duration) int {
 		return -1
 	}
 }
-
