@@ -29,8 +29,8 @@ type Input struct {
 	Alerts []Alert
 }
 
-// maxQueueReasons bounds the reasons naming queues below the minimum;
-// the rest are counted.
+// maxQueueReasons bounds the reasons naming queues below the minimum,
+// and those naming critical alerts; the rest are counted.
 const maxQueueReasons = 5
 
 // Compute judges the host's headroom from the latest sample: see the
@@ -43,10 +43,17 @@ func Compute(in Input, o Options) *Report {
 	// Missing data first, then the queues below the minimum, then the
 	// critical alerts: the first reason is the one that explains most.
 	defer func() {
+		critical := 0
 		for _, a := range r.Alerts {
 			if a.State == alerts.StateFiring.String() && a.Severity == string(alerts.SeverityCritical) {
-				r.Reasons = append(r.Reasons, alertReason(a))
+				if critical < maxQueueReasons {
+					r.Reasons = append(r.Reasons, alertReason(a))
+				}
+				critical++
 			}
+		}
+		if critical > maxQueueReasons {
+			r.Reasons = append(r.Reasons, fmt.Sprintf("and %d more critical alerts firing", critical-maxQueueReasons))
 		}
 		r.OK = len(r.Reasons) == 0
 	}()

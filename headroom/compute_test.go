@@ -304,6 +304,17 @@ func TestAlerts(t *testing.T) {
 	if r := compute(o, []Alert{onOther}, snap); r.OK {
 		t.Error("a critical alert of port 16379 without a port filter: ok")
 	}
+	// Many critical alerts: the first few are named, the rest counted.
+	var many []Alert
+	for i := range 8 {
+		a := onOther
+		a.Labels = map[string]string{"port": fmt.Sprint(7000 + i)}
+		many = append(many, a)
+	}
+	r = compute(DefaultOptions(), many, snap)
+	if len(r.Reasons) != maxQueueReasons+1 || r.Reasons[maxQueueReasons] != "and 3 more critical alerts firing" {
+		t.Errorf("8 critical alerts: reasons %q", r.Reasons)
+	}
 }
 
 // TestTrend: a queue filling at 10 a second over the window shows that

@@ -28,9 +28,11 @@
 //
 // Fetch reads a Report from another host's GET /api/v1/headroom (a
 // non-2xx answer or a body that is not a Report is an error, never "not
-// ok"); Local answers for this host from a Sampler and the rules. Both are
-// Probers, which is what a caller pacing itself by several hosts (the
-// drain command's --pace-by) holds. WriteText renders a Report for people.
+// ok"; URL builds the address); Local answers for this host from a
+// Sampler and the rules (OpenLocal opens the kernel sources). Remote and
+// Local are Probers, which is what a caller pacing itself by several
+// hosts (the drain command's --pace-by) holds. WriteText renders a Report
+// for people.
 //
 // The JSON layout is versioned (Report.Schema, SchemaVersion): fields are
 // only added within a version.

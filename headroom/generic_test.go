@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/stormwatch/stormwatch/alerts"
 	"github.com/stormwatch/stormwatch/collector"
 )
 
@@ -138,12 +139,15 @@ func TestLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Local{Sampler: sampler, Options: DefaultOptions(), Host: "h"}
+	p := &Local{Sampler: sampler, Options: DefaultOptions(), Host: "h", Warmup: 50 * time.Millisecond}
+	start := time.Now()
 	r, err := p.Probe(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.OK || *r.Headroom != 0.9 || r.Host != "h" || r.Limiting.Trend != nil {
+	// The first probe samples twice, Warmup apart: a trend already.
+	if !r.OK || *r.Headroom != 0.9 || r.Host != "h" || r.Limiting.Trend == nil || r.Limiting.Trend.Points != 2 ||
+		time.Since(start) < 50*time.Millisecond {
 		t.Errorf("first probe: %+v", r)
 	}
 	src.used = 80
@@ -152,7 +156,7 @@ func TestLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.OK || r.Reasons[0] != "the queue at 80% (limit 100)" || r.Limiting.Trend == nil || r.Limiting.Trend.Points != 2 || !(r.Limiting.Trend.PerSecond > 0) {
+	if r.OK || r.Reasons[0] != "the queue at 80% (limit 100)" || r.Limiting.Trend.Points != 3 || !(r.Limiting.Trend.PerSecond > 0) {
 		t.Errorf("second probe: ok %v reasons %q trend %+v", r.OK, r.Reasons, r.Limiting.Trend)
 	}
 	if p.Name() != "local" {
@@ -162,6 +166,30 @@ func TestLocal(t *testing.T) {
 	cancel()
 	if _, err := p.Probe(ctx); err == nil {
 		t.Error("a cancelled probe returned a report")
+	}
+}
+
+// TestOpenLocal reads a fixture tree (and this host's listeners, which
+// need no privilege) with the built-in rules.
+func TestOpenLocal(t *testing.T) {
+	l, err := OpenLocal(LocalConfig{Collector: collector.Config{Root: "../testdata/linux-6.18"}, Rules: alerts.DefaultRules(),
+		Options: DefaultOptions(), Interval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	l.Warmup = 10 * time.Millisecond
+	r, err := l.Probe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Schema != SchemaVersion || r.QueuesTotal == 0 || l.Sampler.History().Len() != 2 {
+		t.Errorf("report %+v, %d samples", r, l.Sampler.History().Len())
+	}
+	for _, q := range r.Queues {
+		if q.ID == "conntrack_table" && (q.Used == nil || q.Limit == nil) {
+			t.Errorf("the fixture's conntrack table: %+v", q)
+		}
 	}
 }
 

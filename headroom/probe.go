@@ -2,6 +2,7 @@ package headroom
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,9 +97,11 @@ func (p *Remote) Probe(ctx context.Context) (*Report, error) { return Fetch(ctx,
 // Local is a Prober answering for this host: each Probe takes a sample
 // with Sampler, judges the rules once over its History (as `stormwatch
 // check` does: alerts whose condition holds count as firing) and computes
-// the Report. Probes are serialised. For a caller that samples on its own
-// (the daemon), Compute over its History is the same without the extra
-// sample.
+// the Report. The first Probe takes two samples Warmup apart, so that
+// trends and the rules' rates have two points. Probes are serialised.
+// OpenLocal makes one over the kernel; for a caller that samples on its
+// own (the daemon), Compute over its History is the same without the
+// extra sample.
 type Local struct {
 	// Sampler samples this host; its History keeps the samples trends
 	// and rules read (see Retention).
@@ -109,19 +112,84 @@ type Local struct {
 	Options Options
 	// Host names the host (default: os.Hostname).
 	Host string
+	// Warmup is the time between the first two samples (default
+	// DefaultWarmup; negative: one sample).
+	Warmup time.Duration
 
-	mu sync.Mutex
+	mu      sync.Mutex
+	sources []collector.Source // closed by Close
+}
+
+// DefaultWarmup is Local's default Warmup.
+const DefaultWarmup = time.Second
+
+// LocalConfig is what OpenLocal needs.
+type LocalConfig struct {
+	// Collector configures the kernel sources (Root "" is "/").
+	Collector collector.Config
+	// Rules are judged at each Probe (alerts.DefaultRules for the
+	// built-in ones; none: no alerts).
+	Rules []*alerts.Rule
+	// Options judge the Reports.
+	Options Options
+	// Interval is about how often Probe will be called: with the rules'
+	// windows it sizes the History (default 1s).
+	Interval time.Duration
+}
+
+// OpenLocal opens this host's kernel sources (in the caller's network
+// namespace) and returns a Local over them. Close releases them.
+func OpenLocal(cfg LocalConfig) (*Local, error) {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	sources, err := collector.NewSources(cfg.Collector)
+	if err != nil {
+		return nil, err
+	}
+	sc := collector.DefaultSchema()
+	r := alerts.Retention(cfg.Rules, cfg.Interval)
+	r.Host = max(r.Host, cfg.Interval+DefaultWarmup) // two samples, for rates
+	sampler, err := collector.NewSampler(sc, sources, nil, collector.NewHistory(Retention(sc, r, cfg.Options.TrendWindow)))
+	if err != nil {
+		collector.CloseSources(sources)
+		return nil, err
+	}
+	l := &Local{Sampler: sampler, Options: cfg.Options, sources: sources}
+	if len(cfg.Rules) > 0 {
+		l.Engine = alerts.NewEngine(cfg.Rules, alerts.Options{})
+	}
+	return l, nil
+}
+
+// Close releases the kernel handles of a Local made by OpenLocal.
+func (p *Local) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := collector.CloseSources(p.sources)
+	p.sources = nil
+	return err
 }
 
 // Name returns "local".
 func (p *Local) Name() string { return "local" }
 
-// Probe samples once and judges.
+// Probe samples (twice, Warmup apart, the first time) and judges.
 func (p *Local) Probe(ctx context.Context) (*Report, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.Sampler == nil {
 		return nil, errors.New("headroom: Local without a Sampler")
+	}
+	if warmup := cmp.Or(p.Warmup, DefaultWarmup); warmup > 0 && p.Sampler.History().Len() == 0 {
+		p.Sampler.Sample(ctx, time.Now())
+		t := time.NewTimer(warmup)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
 	}
 	now := time.Now()
 	p.Sampler.Sample(ctx, now)

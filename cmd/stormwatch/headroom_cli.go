@@ -14,7 +14,6 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/stormwatch/stormwatch/alerts"
 	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/headroom"
 )
@@ -39,11 +38,9 @@ type headroomFlags struct {
 const (
 	// minHeadroomInterval is the shortest --interval.
 	minHeadroomInterval = 100 * time.Millisecond
-	// headroomRequestTimeout bounds one request to a daemon.
+	// headroomRequestTimeout bounds one request to a daemon (and this
+	// host's first answer, which takes two samples a second apart).
 	headroomRequestTimeout = 10 * time.Second
-	// localWarmup is the time between the two samples of this host's
-	// first answer: trends and the rules' rates need two.
-	localWarmup = time.Second
 )
 
 // register declares the command and its flags.
@@ -86,17 +83,12 @@ type headroomOutput struct {
 func runHeadroom(f *headroomFlags, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	probers, local, closeFn, err := f.probers()
+	probers, closeFn, err := f.probers()
 	if err != nil {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
 	}
 	defer closeFn()
-	if local != nil {
-		// The first answer compares two samples, as check does.
-		local.Sampler.Sample(ctx, time.Now())
-		sleep(ctx, localWarmup)
-	}
 	deadline := time.Now().Add(f.timeout)
 	results := askAll(ctx, probers, deadline, f.wait)
 	lastStatus := ""
@@ -141,51 +133,40 @@ func runHeadroom(f *headroomFlags, stdout, stderr io.Writer) int {
 }
 
 // probers returns what answers for each host: a Remote per --url, else
-// Local over this host's kernel sources (local is then that Local).
-func (f *headroomFlags) probers() (probers []headroom.Prober, local *headroom.Local, closeFn func(), err error) {
+// a Local over this host's kernel sources.
+func (f *headroomFlags) probers() (probers []headroom.Prober, closeFn func(), err error) {
 	closeFn = func() {}
 	if len(f.urls) > 0 {
 		if f.configFile != "" {
-			return nil, nil, closeFn, &flagError{flag: "--config", msg: "reads this host's rules; it does not apply with --url (each daemon judges with its own)"}
+			return nil, closeFn, &flagError{flag: "--config", msg: "reads this host's rules; it does not apply with --url (each daemon judges with its own)"}
 		}
 		if f.root != "/" {
-			return nil, nil, closeFn, &flagError{flag: "--path.root", msg: "reads this host's kernel; it does not apply with --url"}
+			return nil, closeFn, &flagError{flag: "--path.root", msg: "reads this host's kernel; it does not apply with --url"}
 		}
 		client := &http.Client{}
 		for _, u := range f.urls {
 			full, err := headroom.URL(u, f.min, f.ports)
 			if err != nil {
-				return nil, nil, closeFn, &flagError{flag: "--url", msg: err.Error()}
+				return nil, closeFn, &flagError{flag: "--url", msg: err.Error()}
 			}
 			probers = append(probers, &headroom.Remote{URL: full, Client: client})
 		}
-		return probers, nil, closeFn, nil
+		return probers, closeFn, nil
 	}
 	rules, err := loadRules(f.configFile)
 	if err != nil {
-		return nil, nil, closeFn, err
-	}
-	sources, err := collector.NewSources(collector.Config{Root: f.root})
-	if err != nil {
-		return nil, nil, closeFn, err
-	}
-	closeFn = func() { collector.CloseSources(sources) }
-	sc := collector.DefaultSchema()
-	r := alerts.Retention(rules, f.interval)
-	r.Host = max(r.Host, f.interval+localWarmup) // two samples, for rates
-	h := collector.NewHistory(headroom.Retention(sc, r, headroom.DefaultTrendWindow))
-	sampler, err := collector.NewSampler(sc, sources, nil, h)
-	if err != nil {
-		closeFn()
-		return nil, nil, func() {}, err
+		return nil, closeFn, err
 	}
 	o := headroom.DefaultOptions()
 	if f.min >= 0 {
 		o.Min = f.min
 	}
 	o.Ports = f.ports
-	local = &headroom.Local{Sampler: sampler, Engine: alerts.NewEngine(rules, alerts.Options{}), Options: o}
-	return []headroom.Prober{local}, local, closeFn, nil
+	local, err := headroom.OpenLocal(headroom.LocalConfig{Collector: collector.Config{Root: f.root}, Rules: rules, Options: o, Interval: f.interval})
+	if err != nil {
+		return nil, closeFn, err
+	}
+	return []headroom.Prober{local}, func() { local.Close() }, nil
 }
 
 // askAll asks every host at once. Each request is bounded by
