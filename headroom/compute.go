@@ -131,6 +131,7 @@ type computer struct {
 	portSeen []bool     // by index in o.Ports
 	reported map[string]bool
 	ts, vs   []float64 // trend scratch
+	slab     []float64 // backs the Report's figures
 }
 
 // sources reports the core sources that failed: without them nothing
@@ -319,7 +320,7 @@ func (c *computer) list(h *collector.History) {
 		r.Reasons = append(r.Reasons, "no data: no queue with a limit was measured")
 	} else {
 		lim := c.figures[0]
-		r.Headroom = ptr(lim.head)
+		r.Headroom = c.ptr(lim.head)
 		var below int
 		for _, in := range c.figures {
 			if in.head >= c.o.Min {
@@ -383,12 +384,12 @@ func (c *computer) queue(in instance) Queue {
 		q.Entity = c.sc.DisplayName(k.Name, lv)
 		q.Name += " " + q.Entity
 	}
-	q.Used, q.Limit = opt(in.used), opt(in.limit)
+	q.Used, q.Limit = c.opt(in.used), c.opt(in.limit)
 	if collector.Present(in.used) && collector.Present(in.limit) {
-		q.Free = ptr(max(in.limit-in.used, 0))
+		q.Free = c.ptr(max(in.limit-in.used, 0))
 	}
 	if in.state == hasFigure {
-		q.UsedRatio, q.Headroom = ptr(in.ratio), ptr(in.head)
+		q.UsedRatio, q.Headroom = c.ptr(in.ratio), c.ptr(in.head)
 		if math.IsInf(in.ratio, 1) {
 			q.UsedRatio = nil
 			q.Note = "limit 0: no room"
@@ -475,7 +476,7 @@ func (c *computer) trend(in instance, snaps []*collector.Snapshot) *Trend {
 	}
 	tr := &Trend{WindowSeconds: ts[len(ts)-1] - ts[0], Points: len(ts), PerSecond: slope}
 	if ttl := alerts.TimeToLimit(ts, vs, in.limit); !math.IsNaN(ttl) && !math.IsInf(ttl, 0) {
-		tr.SecondsToFull = ptr(ttl)
+		tr.SecondsToFull = c.ptr(ttl)
 	}
 	return tr
 }
@@ -545,10 +546,20 @@ func num(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 
 func ptr(v float64) *float64 { return &v }
 
+// ptr returns a pointer to a copy of v, from a slab: a Report listing a
+// thousand queues holds five thousand figures.
+func (c *computer) ptr(v float64) *float64 {
+	if len(c.slab) == cap(c.slab) {
+		c.slab = make([]float64, 0, 256)
+	}
+	c.slab = append(c.slab, v)
+	return &c.slab[len(c.slab)-1]
+}
+
 // opt is a pointer to v, nil when v is no data.
-func opt(v float64) *float64 {
+func (c *computer) opt(v float64) *float64 {
 	if !collector.Present(v) || math.IsInf(v, 0) {
 		return nil
 	}
-	return &v
+	return c.ptr(v)
 }
