@@ -190,6 +190,7 @@ func (c *computer) queues() {
 		c.portSeen[i] = true
 		return true
 	}
+	portsUnknown := false // a kind with ports was not delivered
 	for i, it := range c.sc.Items() {
 		if !it.Queue {
 			continue
@@ -219,6 +220,7 @@ func (c *computer) queues() {
 		if qi.table == nil {
 			if qi.failed {
 				c.reason(qi.source.Name+"\xff"+it.ID, fmt.Sprintf("no data: %s: %s", it.What, c.failure(qi)))
+				portsUnknown = portsUnknown || qi.ports != nil
 			}
 			continue
 		}
@@ -236,7 +238,7 @@ func (c *computer) queues() {
 		}
 	}
 	for i, seen := range c.portSeen {
-		if !seen {
+		if !seen && !portsUnknown { // when the listeners are unknown, that reason says it
 			c.r.NoData = true // the queues asked about are not there to measure
 			c.r.Reasons = append(c.r.Reasons, fmt.Sprintf("nothing is reported listening on port %d", c.o.Ports[i]))
 		}

@@ -258,6 +258,17 @@ func TestNoData(t *testing.T) {
 			check(t, r, tt.wantReason)
 		})
 	}
+	t.Run("listeners failed, a port asked", func(t *testing.T) {
+		s := host(t0).fail("listeners", boom)
+		s.noListeners = true
+		o := DefaultOptions()
+		o.Ports = []uint16{6379}
+		r := compute(o, nil, s.snapshot())
+		check(t, r, "no data: listeners source failed: netlink receive: operation timed out")
+		if slices_contains(r.Reasons, "nothing is reported listening on port 6379") {
+			t.Errorf("reasons %q blame the port, not the failure", r.Reasons)
+		}
+	})
 	t.Run("no sample", func(t *testing.T) {
 		r := Compute(Input{Now: t0, History: history()}, DefaultOptions())
 		check(t, r, "no data: no sample taken yet")
