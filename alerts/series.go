@@ -79,37 +79,57 @@ func (s *series) min() float64 {
 // the latest point or the fitted line is already at the limit, and +Inf
 // when the line is flat or falling or there are fewer than two points.
 func (s *series) timeToLimit(limit float64) float64 {
-	n := len(s.v)
-	if math.IsNaN(limit) {
-		return math.NaN()
-	}
-	if n > 0 && s.v[n-1] >= limit {
-		return 0
-	}
-	if n < 2 {
-		return math.Inf(1)
+	return TimeToLimit(s.t, s.v, limit)
+}
+
+// LinearFit fits a least-squares line through the points (t[i], v[i])
+// and returns its slope (per unit of t) and its value at t = 0. ok is
+// false with fewer than two points or when every t is the same. The
+// points must carry no NaN; t relative to a recent time (seconds before
+// now, say) keeps the sums well conditioned.
+func LinearFit(t, v []float64) (slope, at0 float64, ok bool) {
+	n := len(v)
+	if n < 2 || len(t) != n {
+		return 0, 0, false
 	}
 	var mt, mv float64
 	for i := range n {
-		mt += s.t[i]
-		mv += s.v[i]
+		mt += t[i]
+		mv += v[i]
 	}
 	mt /= float64(n)
 	mv /= float64(n)
 	var cov, vart float64
 	for i := range n {
-		dt := s.t[i] - mt
-		cov += dt * (s.v[i] - mv)
+		dt := t[i] - mt
+		cov += dt * (v[i] - mv)
 		vart += dt * dt
 	}
 	if vart == 0 {
+		return 0, 0, false
+	}
+	slope = cov / vart
+	return slope, mv - slope*mt, true
+}
+
+// TimeToLimit is the rule function time_to_limit over the points (t[i],
+// v[i]), oldest first, t in seconds relative to now (zero or negative),
+// no NaN: the seconds until the least-squares line reaches limit. It is
+// 0 when the latest point or the line is already at the limit, +Inf when
+// the line is flat or falling or there are fewer than two points, NaN
+// when limit is NaN.
+func TimeToLimit(t, v []float64, limit float64) float64 {
+	n := len(v)
+	if math.IsNaN(limit) {
+		return math.NaN()
+	}
+	if n > 0 && v[n-1] >= limit {
+		return 0
+	}
+	slope, now, ok := LinearFit(t, v)
+	if !ok || !(slope > 0) {
 		return math.Inf(1)
 	}
-	slope := cov / vart
-	if !(slope > 0) {
-		return math.Inf(1)
-	}
-	now := mv - slope*mt // the fitted value at time 0
 	if now >= limit {
 		return 0
 	}

@@ -122,6 +122,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRules(c.rules, stdout, stderr)
 	case c.drainCmd.FullCommand():
 		return runDrain(c.drain, stdout, stderr)
+	case c.headroomCmd.FullCommand():
+		return runHeadroom(c.headroom, stdout, stderr)
 	}
 	return exitUnknown
 }
@@ -133,11 +135,12 @@ type cli struct {
 	terminated int // exit code of --help or --version; -1 when not handled
 	logCfg     *promslog.Config
 
-	runCmd, checkCmd, rulesCmd, drainCmd *kingpin.CmdClause
-	daemon                               *daemonFlags
-	check                                *checkFlags
-	rules                                *rulesFlags
-	drain                                *drainFlags
+	runCmd, checkCmd, rulesCmd, drainCmd, headroomCmd *kingpin.CmdClause
+	daemon                                            *daemonFlags
+	check                                             *checkFlags
+	rules                                             *rulesFlags
+	drain                                             *drainFlags
+	headroom                                          *headroomFlags
 }
 
 // newCLI declares the commands and their flags.
@@ -182,6 +185,8 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	runCmd.Flag("alertmanager.instance", "instance label of the alerts sent to Alertmanager (default: the first --web.listen-address, an empty or wildcard host replaced by the hostname).").
 		StringVar(&d.alertmanagerInstance)
 	runCmd.Flag("web.enable-lifecycle", "Enable POST /-/reload (off: reload with SIGHUP).").BoolVar(&d.enableLifecycle)
+	ratioFlag(runCmd.Flag("headroom.min", "Least headroom GET /api/v1/headroom calls ok (?min= overrides it).").Default("0.3"),
+		&d.headroomMin, "0.3")
 
 	cf := &checkFlags{}
 	c.check = cf
@@ -209,6 +214,8 @@ func newCLI(stdout, stderr io.Writer) *cli {
 
 	c.drain = &drainFlags{}
 	c.drainCmd = c.drain.register(app)
+	c.headroom = &headroomFlags{}
+	c.headroomCmd = c.headroom.register(app)
 	return c
 }
 

@@ -117,12 +117,12 @@ func TestFlagErrors(t *testing.T) {
 		// The command line misused.
 		{[]string{"check", "--windw=1s"}, `--windw: unknown flag; did you mean --window?`},
 		{[]string{"--window=1s"}, `--window: not a flag of run (the default command); it is a flag of check (stormwatch check --window=…)`},
-		{[]string{"rules", "--port=1"}, `--port: not a flag of rules; it is a flag of check or drain (stormwatch check --port=…)`},
+		{[]string{"rules", "--port=1"}, `--port: not a flag of rules; it is a flag of check, drain or headroom (stormwatch check --port=…)`},
 		{[]string{"--bogus"}, `--bogus: unknown flag (stormwatch run --help lists them)`},
 		{[]string{"check", "-x"}, `-x: unknown flag (stormwatch check --help lists them)`},
 		{[]string{"check", "--window=1s", "--window=2s"}, `--window: given more than once; give it once`},
-		{[]string{"chek"}, `"chek" is not a command; did you mean check? (commands: run, check, rules, drain)`},
-		{[]string{"check", "now"}, `unexpected argument "now": check takes no arguments (commands: run, check, rules, drain; stormwatch --help)`},
+		{[]string{"chek"}, `"chek" is not a command; did you mean check? (commands: run, check, rules, drain, headroom)`},
+		{[]string{"check", "now"}, `unexpected argument "now": check takes no arguments (commands: run, check, rules, drain, headroom; stormwatch --help)`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

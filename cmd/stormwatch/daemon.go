@@ -26,6 +26,7 @@ import (
 
 	"github.com/stormwatch/stormwatch/alerts"
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/headroom"
 	"github.com/stormwatch/stormwatch/metrics"
 )
 
@@ -44,6 +45,7 @@ type daemonFlags struct {
 	alertmanagerInstance   string
 
 	enableLifecycle bool
+	headroomMin     float64
 }
 
 // runDaemon samples until SIGTERM or SIGINT and serves the results.
@@ -119,8 +121,9 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		collectors.NewGoCollector(),
 		rl,
 	)
-	loop := &sampleLoop{sampler: sampler, engine: engine, notifier: notifier, interval: f.collect.interval, logger: logger}
-	reg.MustRegister(loop)
+	hr := newHeadroomGauge(history, engine, f)
+	loop := &sampleLoop{sampler: sampler, engine: engine, notifier: notifier, interval: f.collect.interval, logger: logger, headroom: hr}
+	reg.MustRegister(loop, hr.exporter())
 	if notifier != nil {
 		reg.MustRegister(notifierCollector{notifier})
 	}
@@ -266,7 +269,7 @@ func newNotifier(f *daemonFlags, logger *slog.Logger) (*alerts.Notifier, error) 
 func (f *collectFlags) retention(rules []*alerts.Rule) collector.Retention {
 	r := alerts.Retention(rules, f.interval)
 	r.Host = max(r.Host, time.Duration(f.historySize)*f.interval)
-	return r
+	return headroom.Retention(collector.DefaultSchema(), r, headroom.DefaultTrendWindow)
 }
 
 func newHandler(reg *prometheus.Registry, f *daemonFlags, engine *alerts.Engine, rl *reloader) (http.Handler, error) {
@@ -311,6 +314,7 @@ func newHandler(reg *prometheus.Registry, f *daemonFlags, engine *alerts.Engine,
 			http.Error(w, "Lifecycle API is not enabled: start with --web.enable-lifecycle, or send SIGHUP.", http.StatusForbidden)
 		})
 	}
+	mux.Handle(headroom.Path, newHeadroomAPI(rl.history, engine, f))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	if f.metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
@@ -321,6 +325,7 @@ func newHandler(reg *prometheus.Registry, f *daemonFlags, engine *alerts.Engine,
 			Links: []web.LandingLinks{
 				{Address: f.metricsPath, Text: "Metrics"},
 				{Address: "/api/v1/alerts", Text: "Active alerts (JSON)"},
+				{Address: headroom.Path, Text: "Headroom (JSON)"},
 			},
 		})
 		if err != nil {
@@ -458,6 +463,7 @@ type sampleLoop struct {
 	sampler  *collector.Sampler
 	engine   *alerts.Engine
 	notifier *alerts.Notifier // nil without --alertmanager.url
+	headroom *headroomGauge   // nil: no headroom metric
 	interval time.Duration
 	logger   *slog.Logger
 
@@ -501,6 +507,7 @@ func (l *sampleLoop) tick(ctx context.Context) bool {
 	l.logSources(snap)
 	trs, err := l.engine.Eval(now, l.sampler.History())
 	l.logEval(err)
+	l.headroom.update(now)
 	for _, tr := range trs {
 		l.logTransition(tr)
 	}

@@ -116,6 +116,45 @@ func intFlag(c *kingpin.FlagClause, p *int, min int, example string) {
 	})
 }
 
+// ratioFlag accepts a share from 0 to 1 ("0.3").
+func ratioFlag(c *kingpin.FlagClause, p *float64, example string) {
+	const what = "a number from 0 to 1"
+	accept := fmt.Sprintf("%s (e.g. %s)", what, example)
+	setValue(c, &flagValue{
+		accept: accept, what: what, example: example,
+		set: func(s string) error {
+			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil || !(v >= 0 && v <= 1) {
+				return fmt.Errorf("%s is not %s", quote(s), accept)
+			}
+			*p = v
+			return nil
+		},
+		get: func() string { return strconv.FormatFloat(*p, 'f', -1, 64) },
+	})
+}
+
+// httpURLsFlag accepts an http(s) URL with a host, and is repeatable;
+// what says what it names ("a stormwatch daemon's URL").
+func httpURLsFlag(c *kingpin.FlagClause, p *[]string, what, example string) {
+	what += " (http:// or https:// and a host)"
+	accept := what + " (e.g. " + example + ")"
+	setValue(c, &flagValue{
+		accept: accept, what: what, example: example,
+		set: func(s string) error {
+			u, err := url.Parse(s)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return fmt.Errorf("%s is not %s", quote(s), accept)
+			}
+			*p = append(*p, s)
+			return nil
+		},
+		get:        func() string { return strings.Join(*p, ",") },
+		cumulative: true,
+	})
+	c.PlaceHolder("URL")
+}
+
 // portRangesFlag accepts a list of ports and ranges, "6379,7000-7010".
 func portRangesFlag(c *kingpin.FlagClause, p *[]collector.PortRange) {
 	var raw string
