@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stormwatch/stormwatch/headroom"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 const (
@@ -146,12 +147,9 @@ func fakeBin(t *testing.T, dir, name, script string) {
 // again, in order; a drain that fails stops the script before the
 // restart, with the drain's exit code.
 func TestStaggeredRestart(t *testing.T) {
-	if path, err := exec.LookPath("shellcheck"); err == nil {
-		if out, err := exec.Command(path, "-s", "sh", staggeredRestartPath).CombinedOutput(); err != nil {
-			t.Errorf("shellcheck: %v\n%s", err, out)
-		}
-	} else if os.Getenv("CI") != "" {
-		t.Error("shellcheck not found: CI must install the Debian package shellcheck")
+	testenv.Tool(t, "dash")
+	if out, err := exec.Command(testenv.Tool(t, "shellcheck"), "-s", "sh", staggeredRestartPath).CombinedOutput(); err != nil {
+		t.Errorf("shellcheck: %v\n%s", err, out)
 	}
 	script, err := filepath.Abs(staggeredRestartPath)
 	if err != nil {

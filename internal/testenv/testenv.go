@@ -32,6 +32,8 @@ var Packages = map[string]string{
 	"redis-cli":                "redis-tools",
 	"redis-server":             "redis-server",
 	"setpriv":                  "util-linux",
+	"shellcheck":               "shellcheck",
+	"dash":                     "dash",
 	"ss":                       "iproute2",
 	"sysctl":                   "procps",
 	"systemd-analyze":          "systemd",
