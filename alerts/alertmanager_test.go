@@ -1,14 +1,7 @@
 package alerts
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,150 +10,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stormwatch/stormwatch/collector"
-	"github.com/stormwatch/stormwatch/internal/testbin"
+	"github.com/stormwatch/stormwatch/internal/amtest"
 )
-
-const alertmanagerConfig = `
-route:
-  receiver: "null"
-  group_wait: 1s
-  group_interval: 1s
-receivers:
-  - name: "null"
-`
-
-// alertmanager is a real Alertmanager (Debian's prometheus-alertmanager)
-// on a fixed port of 127.0.0.1, without clustering, that a test can stop
-// and start again.
-type alertmanager struct {
-	t      *testing.T
-	bin    string
-	dir    string
-	addr   string
-	url    string
-	cancel context.CancelFunc
-	exited chan error
-	out    *bytes.Buffer // of the current run; read only after it exited
-}
-
-// startAlertmanager runs a real Alertmanager and returns its URL once it
-// is ready; it is stopped when the test ends.
-func startAlertmanager(t *testing.T) string {
-	am := newAlertmanager(t)
-	am.start()
-	return am.url
-}
-
-// newAlertmanager picks a free port for an Alertmanager; start runs it.
-func newAlertmanager(t *testing.T) *alertmanager {
-	t.Helper()
-	testbin.RequireTools(t, "prometheus-alertmanager")
-	bin, err := exec.LookPath("prometheus-alertmanager")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), []byte(alertmanagerConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// Take a free port; the tiny window before Alertmanager binds it is
-	// covered by the readiness wait failing loudly.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	am := &alertmanager{t: t, bin: bin, dir: dir, addr: addr, url: "http://" + addr}
-	t.Cleanup(am.stop)
-	return am
-}
-
-// start runs Alertmanager and returns once it answers /-/ready.
-func (am *alertmanager) start() {
-	t := am.t
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := &bytes.Buffer{}
-	cmd := exec.CommandContext(ctx, am.bin,
-		"--config.file="+filepath.Join(am.dir, "alertmanager.yml"),
-		"--storage.path="+filepath.Join(am.dir, "data"),
-		"--web.listen-address="+am.addr,
-		"--cluster.listen-address=",
-	)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	am.cancel, am.exited, am.out = cancel, exited, out
-
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(am.url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case err := <-exited:
-			am.cancel = nil
-			t.Fatalf("alertmanager exited: %v\n%s", err, out.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			am.stop()
-			t.Fatalf("alertmanager not ready at %s after 20s\n%s", am.url, out.String())
-		}
-	}
-}
-
-// stop kills Alertmanager, if it runs, and waits for it to exit.
-func (am *alertmanager) stop() {
-	if am.cancel == nil {
-		return
-	}
-	am.cancel()
-	<-am.exited
-	am.cancel = nil
-	if am.t.Failed() {
-		am.t.Logf("alertmanager output:\n%s", am.out.String())
-	}
-}
-
-// amAlert is the part of Alertmanager's GET /api/v2/alerts answer checked.
-type amAlert struct {
-	Labels      map[string]string `json:"labels"`
-	Annotations map[string]string `json:"annotations"`
-	StartsAt    time.Time         `json:"startsAt"`
-	EndsAt      time.Time         `json:"endsAt"`
-	Status      struct {
-		State string `json:"state"`
-	} `json:"status"`
-}
-
-func getAlerts(t *testing.T, url string) []amAlert {
-	t.Helper()
-	resp, err := http.Get(url + "/api/v2/alerts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var alerts []amAlert
-	if err := json.NewDecoder(resp.Body).Decode(&alerts); err != nil {
-		t.Fatal(err)
-	}
-	return alerts
-}
 
 // TestAlertmanagerEndToEnd fires a listener alert through the Engine and
 // the Notifier into a real Alertmanager, then resolves it.
 func TestAlertmanagerEndToEnd(t *testing.T) {
-	url := startAlertmanager(t)
+	am := amtest.New(t, amtest.Options{})
+	am.Start()
+	url := am.URL()
 
 	rules := mustLoad(t, `
 rules:
@@ -195,11 +53,11 @@ rules:
 		n.Send(now, e.Alerts())
 		return now
 	}
-	wait := func(what string, ok func([]amAlert) bool) []amAlert {
+	wait := func(what string, ok func([]amtest.Alert) bool) []amtest.Alert {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			alerts := getAlerts(t, url)
+			alerts := am.Alerts()
 			if ok(alerts) {
 				return alerts
 			}
@@ -211,8 +69,8 @@ rules:
 	}
 
 	fired := eval(90)
-	alerts := wait("firing alert", func(a []amAlert) bool { return len(a) == 1 })
-	want := amAlert{
+	alerts := wait("firing alert", func(a []amtest.Alert) bool { return len(a) == 1 })
+	want := amtest.Alert{
 		Labels: map[string]string{
 			"alertname": "AcceptQueueNearFull", "severity": "warning", "team": "cache",
 			"addr": "0.0.0.0", "port": "6379", "instance": "cache-1",
@@ -233,7 +91,7 @@ rules:
 	resolved := eval(10)
 	// A resolved alert leaves Alertmanager's list of alerts once its endsAt
 	// has passed.
-	wait("resolved alert", func(a []amAlert) bool {
+	wait("resolved alert", func(a []amtest.Alert) bool {
 		return len(a) == 0 || (len(a) == 1 && !a[0].EndsAt.After(resolved))
 	})
 	// Alertmanager may list the change before the POST's answer reaches
@@ -253,8 +111,8 @@ rules:
 // the failures were reported with their reason. Flushing at shutdown
 // leaves a firing alert firing.
 func TestAlertmanagerOutage(t *testing.T) {
-	am := newAlertmanager(t)
-	am.start()
+	am := amtest.New(t, amtest.Options{})
+	am.Start()
 	var (
 		mu        sync.Mutex
 		errs      []error
@@ -263,7 +121,7 @@ func TestAlertmanagerOutage(t *testing.T) {
 	)
 	const maxBackoff = 2 * time.Second
 	n, err := NewNotifier(NotifierOptions{
-		URLs:           []string{am.url},
+		URLs:           []string{am.URL()},
 		Instance:       "cache-1:9955",
 		InitialBackoff: 200 * time.Millisecond, MaxBackoff: maxBackoff, // ResendDelay stays 1m
 		ErrorInterval: 10 * time.Second,
@@ -294,20 +152,12 @@ func TestAlertmanagerOutage(t *testing.T) {
 	}
 	// tick hands the alerts to Send, as the daemon does every second.
 	tick := func(alerts ...Alert) { n.Send(time.Now(), alerts) }
-	find := func(name string) *amAlert {
-		for _, a := range getAlerts(t, am.url) {
-			if a.Labels["alertname"] == name {
-				return &a
-			}
-		}
-		return nil
-	}
 	wait := func(what string, alerts []Alert, ok func() bool) time.Time {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
 		for !ok() {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within 20s; Alertmanager has %+v (notifier %+v)", what, getAlerts(t, am.url), n.Stats())
+				t.Fatalf("%s: not within 20s; Alertmanager has %+v (notifier %+v)", what, am.Alerts(), n.Stats())
 			}
 			time.Sleep(100 * time.Millisecond)
 			tick(alerts...)
@@ -315,7 +165,7 @@ func TestAlertmanagerOutage(t *testing.T) {
 		return time.Now()
 	}
 
-	am.stop()
+	am.Stop()
 	down := time.Now()
 	storm := newAlert("SynQueueNearFull")
 	for time.Since(down) < 30*time.Second {
@@ -328,10 +178,10 @@ func TestAlertmanagerOutage(t *testing.T) {
 	}
 	mu.Unlock()
 
-	am.start()
+	am.Start()
 	up := time.Now()
 	arrived := wait("firing alert after the outage", []Alert{storm}, func() bool {
-		a := find("SynQueueNearFull")
+		a := am.Find("SynQueueNearFull")
 		return a != nil && a.Status.State == "active"
 	})
 	delay := arrived.Sub(up)
@@ -340,7 +190,7 @@ func TestAlertmanagerOutage(t *testing.T) {
 	if delay > 10*time.Second {
 		t.Errorf("alert arrived %s after Alertmanager was back, want within seconds (MaxBackoff %s)", delay, maxBackoff)
 	}
-	if got := find("SynQueueNearFull"); got.Labels["instance"] != "cache-1:9955" || !got.StartsAt.Equal(storm.FiredAt) {
+	if got := am.Find("SynQueueNearFull"); got.Labels["instance"] != "cache-1:9955" || !got.StartsAt.Equal(storm.FiredAt) {
 		t.Errorf("alert %+v, want instance cache-1:9955 and startsAt %s", got, storm.FiredAt)
 	}
 	select {
@@ -358,12 +208,12 @@ func TestAlertmanagerOutage(t *testing.T) {
 	// The storm ends: the resolution arrives, and the alert leaves
 	// Alertmanager's list once its endsAt has passed.
 	storm.State, storm.ResolvedAt = StateResolved, time.Now().Truncate(time.Millisecond)
-	wait("resolved alert", []Alert{storm}, func() bool { return find("SynQueueNearFull") == nil })
+	wait("resolved alert", []Alert{storm}, func() bool { return am.Find("SynQueueNearFull") == nil })
 
 	// Shutdown mid-storm: a flush sends no resolution.
 	other := newAlert("AcceptQueueNearFull")
 	tick(storm, other)
-	wait("second firing alert", []Alert{storm, other}, func() bool { return find("AcceptQueueNearFull") != nil })
+	wait("second firing alert", []Alert{storm, other}, func() bool { return am.Find("AcceptQueueNearFull") != nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := n.Flush(ctx); err != nil {
@@ -371,7 +221,7 @@ func TestAlertmanagerOutage(t *testing.T) {
 	}
 	tick(storm) // after Flush: ignored, would have resolved AcceptQueueNearFull
 	time.Sleep(2 * time.Second)
-	if a := find("AcceptQueueNearFull"); a == nil || a.Status.State != "active" || !a.EndsAt.After(time.Now().Add(time.Minute)) {
+	if a := am.Find("AcceptQueueNearFull"); a == nil || a.Status.State != "active" || !a.EndsAt.After(time.Now().Add(time.Minute)) {
 		t.Errorf("after the flush Alertmanager has %+v, want AcceptQueueNearFull still active", a)
 	}
 }

@@ -67,7 +67,11 @@ func newBelowTCP(t *testing.T) *belowTCP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { collector.CloseSources(all) })
+	t.Cleanup(func() {
+		if err := collector.CloseSources(all); err != nil {
+			t.Error(err)
+		}
+	})
 	var sources []collector.Source
 	for _, s := range all {
 		if n := s.Declaration().Name; n == "nic" || n == "softnet" {

@@ -734,7 +734,7 @@ func (n *Notifier) post(ctx context.Context, u string, body []byte) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody+1))
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("alertmanager answered %s: %s", resp.Status, errorBody(msg))
 	}

@@ -159,7 +159,7 @@ func (ld *loader) template(src, field string, data map[string]any, n *yaml.Node,
 		ld.errorf(n, rule, "%s: defining templates is not supported", field)
 		return nil
 	}
-	if msg := checkRanges(t.Tree.Root); msg != "" {
+	if msg := checkRanges(t.Root); msg != "" {
 		ld.errorf(n, rule, "%s: %s", field, msg)
 		return nil
 	}

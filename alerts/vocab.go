@@ -48,7 +48,7 @@ type variable struct {
 	field []int // index path in the scope's environment
 }
 
-func (v *variable) counter() bool { return v.ref.Value != nil && v.ref.Value.Kind == collector.Counter }
+func (v *variable) counter() bool { return v.ref.Value != nil && v.ref.Kind == collector.Counter }
 
 // labelVar is one identifying label of the scope's entity kind.
 type labelVar struct {
@@ -124,7 +124,7 @@ func (vb *Vocabulary) Schema() *collector.Schema { return vb.schema }
 func (vb *Vocabulary) Scopes() []Scope { return slices.Clone(vb.order) }
 
 func describe(ref collector.ValueRef, scope Scope) Variable {
-	return Variable{Name: ref.Name, Kind: ref.Value.Kind.String(), Scope: scope, Unit: ref.Unit, Help: ref.Help}
+	return Variable{Name: ref.Name, Kind: ref.Kind.String(), Scope: scope, Unit: ref.Unit, Help: ref.Help}
 }
 
 func fieldName(prefix string, i int) string { return fmt.Sprintf("%s%d", prefix, i) }

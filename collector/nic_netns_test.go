@@ -77,7 +77,11 @@ func nicSourceIn(tb testing.TB, ns *netnstest.NS, cfg collector.NICConfig) colle
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { collector.CloseSources([]collector.Source{nic}) })
+	tb.Cleanup(func() {
+		if err := collector.CloseSources([]collector.Source{nic}); err != nil {
+			tb.Error(err)
+		}
+	})
 	return nic
 }
 

@@ -150,8 +150,7 @@ func NewTargetSources(cfg Config) ([]TargetSource, error) {
 	for _, e := range targetTable {
 		s, err := e.open(cfg)
 		if err != nil {
-			CloseTargetSources(out)
-			return nil, fmt.Errorf("%s: %w", e.decl.Name, err)
+			return nil, errors.Join(fmt.Errorf("%s: %w", e.decl.Name, err), CloseTargetSources(out))
 		}
 		out = append(out, s)
 	}
@@ -186,8 +185,7 @@ func NewSources(cfg Config) ([]Source, error) {
 	for _, e := range table {
 		s, err := e.open(cfg, fs)
 		if err != nil {
-			CloseSources(out)
-			return nil, fmt.Errorf("%s: %w", e.decl.Name, err)
+			return nil, errors.Join(fmt.Errorf("%s: %w", e.decl.Name, err), CloseSources(out))
 		}
 		out = append(out, s)
 	}

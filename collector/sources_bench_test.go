@@ -122,7 +122,11 @@ func BenchmarkSamplerCycle(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer collector.CloseSources(sources)
+		defer func() {
+			if err := collector.CloseSources(sources); err != nil {
+				b.Error(err)
+			}
+		}()
 		s, err := collector.NewSampler(collector.DefaultSchema(), sources, nil, collector.NewHistory(collector.Retention{}))
 		if err != nil {
 			b.Fatal(err)
@@ -163,7 +167,11 @@ func BenchmarkMetricsScrape(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer collector.CloseSources(sources)
+	defer func() {
+		if err := collector.CloseSources(sources); err != nil {
+			b.Error(err)
+		}
+	}()
 	s, err := collector.NewSampler(collector.DefaultSchema(), sources, nil, collector.NewHistory(collector.Retention{}))
 	if err != nil {
 		b.Fatal(err)

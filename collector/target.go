@@ -353,8 +353,7 @@ func (p *poller) loop(ctx context.Context) {
 		start := time.Now()
 		if busy != nil {
 			select {
-			case <-busy:
-				busy = nil
+			case <-busy: // returned at last: poll again
 			default:
 				// The last poll is still stuck: do not pile up another.
 				p.publish(&pollResult{time: start, err: fmt.Errorf("%w: the previous poll has not returned", ErrPollTimeout)})

@@ -152,8 +152,7 @@ func OpenLocal(cfg LocalConfig) (*Local, error) {
 	r.Host = max(r.Host, cfg.Interval+DefaultWarmup) // two samples, for rates
 	sampler, err := collector.NewSampler(sc, sources, nil, collector.NewHistory(Retention(sc, r, cfg.Options.TrendWindow)))
 	if err != nil {
-		collector.CloseSources(sources)
-		return nil, err
+		return nil, errors.Join(err, collector.CloseSources(sources))
 	}
 	l := &Local{Sampler: sampler, Options: cfg.Options, sources: sources}
 	if len(cfg.Rules) > 0 {

@@ -65,7 +65,7 @@ func NewExporter(sc *collector.Schema, latest func() *collector.Snapshot, build 
 			}
 		}
 		s := series{ref: ref, vtype: prometheus.GaugeValue, nlabel: len(labels)}
-		if ref.Value.Kind == collector.Counter {
+		if ref.Kind == collector.Counter {
 			s.vtype = prometheus.CounterValue
 		}
 		for i := 0; i+1 < len(ref.MetricLabels); i += 2 {

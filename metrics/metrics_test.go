@@ -47,7 +47,11 @@ func fixtureSnapshot(t *testing.T, tree string) *collector.Snapshot {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { collector.CloseSources(sources) })
+	t.Cleanup(func() {
+		if err := collector.CloseSources(sources); err != nil {
+			t.Error(err)
+		}
+	})
 	var files []collector.Source
 	for _, s := range sources {
 		if s.Declaration().Name != "listeners" {

@@ -1,7 +1,6 @@
 package procfs
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -52,6 +51,3 @@ func readFile(path string) ([]byte, error) {
 	}
 	return b, nil
 }
-
-// notExist reports whether err means the file is absent.
-func notExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

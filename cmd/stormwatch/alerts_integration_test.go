@@ -82,7 +82,9 @@ func TestAlertAcceptQueueBeforeOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(lfd)
-	unix.SetNonblock(lfd, true)
+	if err := unix.SetNonblock(lfd, true); err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -109,7 +111,7 @@ func TestAlertAcceptQueueBeforeOverflow(t *testing.T) {
 	var clientsMu sync.Mutex
 	defer func() { clientsMu.Lock(); closeAll(clients); clientsMu.Unlock() }()
 	wg.Go(func() {
-		ns.Do(func() error {
+		err := ns.Do(func() error {
 			tk := time.NewTicker(time.Second / arrivals)
 			defer tk.Stop()
 			for {
@@ -127,6 +129,9 @@ func TestAlertAcceptQueueBeforeOverflow(t *testing.T) {
 				}
 			}
 		})
+		if err != nil {
+			t.Errorf("clients: %v", err)
+		}
 	})
 
 	start := time.Now()

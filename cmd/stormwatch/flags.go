@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -302,7 +303,7 @@ func dirFlag(c *kingpin.FlagClause, p *string, what, example string) {
 			case err != nil && os.IsNotExist(err):
 				return fmt.Errorf("%s does not exist; want %s", quote(s), accept)
 			case err != nil:
-				return fmt.Errorf("%s: %v; want %s", quote(s), unwrapPath(err), accept)
+				return fmt.Errorf("%s: %w; want %s", quote(s), unwrapPath(err), accept)
 			case !fi.IsDir():
 				return fmt.Errorf("%s is not a directory; want %s", quote(s), accept)
 			}
@@ -380,7 +381,7 @@ func orList(options []string) string {
 // unwrapPath drops the "stat /x: " of a *PathError; the caller quotes the
 // path itself.
 func unwrapPath(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
 		return pe.Err
 	}
 	return err
@@ -514,7 +515,7 @@ var (
 // the flag or argument and say what to do; cmd is the command the
 // arguments select. Errors from the flag values pass unchanged.
 func (ix *flagIndex) explainParseError(err error, cmd string) error {
-	if _, ok := err.(*flagError); ok {
+	if fe := (*flagError)(nil); errors.As(err, &fe) {
 		return err
 	}
 	msg := err.Error()

@@ -49,7 +49,7 @@ func (a *headroomAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost:
-		io.Copy(io.Discard, io.LimitReader(r.Body, maxWebhookBody))
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxWebhookBody)) // a webhook's body is not read
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		http.Error(w, "ask with GET (POST is accepted for webhooks)", http.StatusMethodNotAllowed)
@@ -77,7 +77,7 @@ func (a *headroomAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = req.Fail
 	}
 	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	_, _ = w.Write(append(body, '\n')) // a client gone is nothing to tell
 }
 
 // report computes the headroom at now.

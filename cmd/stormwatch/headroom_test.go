@@ -146,13 +146,17 @@ func TestHeadroomAlerts(t *testing.T) {
 	}
 	_, body, _ := serve(api, "GET", "/api/v1/headroom", nil)
 	var r headroom.Report
-	json.Unmarshal(body, &r)
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
 	if r.OK || len(r.Alerts) != 1 || r.Alerts[0].Labels["port"] != "7001" || r.Reasons[0] != "critical alert Doomed firing: listener 7001 doomed" {
 		t.Errorf("ok %v alerts %+v reasons %q", r.OK, r.Alerts, r.Reasons)
 	}
 	_, body, _ = serve(api, "GET", "/api/v1/headroom?port=7000", nil)
 	r = headroom.Report{}
-	json.Unmarshal(body, &r)
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
 	if !r.OK || len(r.Alerts) != 0 {
 		t.Errorf("?port=7000: ok %v alerts %+v", r.OK, r.Alerts)
 	}

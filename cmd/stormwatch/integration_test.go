@@ -63,18 +63,18 @@ func (b *syncBuffer) String() string {
 
 // startDaemon runs stormwatch in ns (as user, unless empty) with args and
 // waits until /metrics answers.
-func startDaemon(t *testing.T, ns *netnstest.NS, user string, args ...string) *testDaemon {
+func startDaemon(t testing.TB, ns *netnstest.NS, user string, args ...string) *testDaemon {
 	t.Helper()
 	return startDaemonAs(t, ns, user, "127.0.0.1:9955", args...)
 }
 
 // startDaemonAt is startDaemon, as root, listening on addr.
-func startDaemonAt(t *testing.T, ns *netnstest.NS, addr string, args ...string) *testDaemon {
+func startDaemonAt(t testing.TB, ns *netnstest.NS, addr string, args ...string) *testDaemon {
 	t.Helper()
 	return startDaemonAs(t, ns, "", addr, args...)
 }
 
-func startDaemonAs(t *testing.T, ns *netnstest.NS, user, addr string, args ...string) *testDaemon {
+func startDaemonAs(t testing.TB, ns *netnstest.NS, user, addr string, args ...string) *testDaemon {
 	t.Helper()
 	d := &testDaemon{ns: ns, addr: addr, log: &syncBuffer{}, done: make(chan error, 1)}
 	argv := []string{testbin.Stormwatch(t), "--web.listen-address=" + d.addr, "--log.level=debug"}
@@ -176,7 +176,10 @@ func listen(family int, addr []byte, port, backlog int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
 	var sa unix.Sockaddr
 	if family == unix.AF_INET {
 		s := &unix.SockaddrInet4{Port: port}
@@ -466,7 +469,9 @@ func TestDaemonPortTakenNotReady(t *testing.T) {
 	if !strings.Contains(string(out), "cannot listen") || !strings.Contains(string(out), "address already in use") {
 		t.Errorf("the log does not say why:\n%s", out)
 	}
-	notify.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if err := notify.SetReadDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
 	buf := make([]byte, 4096)
 	for {
 		n, err := notify.Read(buf)

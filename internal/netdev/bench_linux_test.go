@@ -51,7 +51,7 @@ func toolTime(b *testing.B, ns *netnstest.NS, cmds [][]string) time.Duration {
 			start := time.Now()
 			for _, c := range cmds {
 				if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-					return fmt.Errorf("%s: %v\n%s", strings.Join(c, " "), err, out)
+					return fmt.Errorf("%s: %w\n%s", strings.Join(c, " "), err, out)
 				}
 			}
 			rounds = append(rounds, time.Since(start))

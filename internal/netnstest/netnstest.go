@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -181,6 +182,19 @@ func (n *NS) Exec(ctx context.Context, name string, args ...string) ([]byte, err
 // background or wire its input and output themselves.
 func (n *NS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+}
+
+// DialContext opens a connection from inside the namespace, for an
+// http.Transport's DialContext: the socket is made on a thread in the
+// namespace and stays there, so any goroutine may use it afterwards.
+func (n *NS) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := n.Do(func() (err error) {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
 }
 
 func (n *NS) close() {

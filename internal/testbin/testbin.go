@@ -64,7 +64,7 @@ func Stormlab(t testing.TB) string {
 		labPath = filepath.Join(dir, "stormlab")
 		out, e := exec.Command("go", "build", "-o", labPath, "github.com/stormwatch/stormwatch/cmd/stormlab").CombinedOutput()
 		if e != nil {
-			labErr = fmt.Errorf("go build ./cmd/stormlab: %v\n%s", e, out)
+			labErr = fmt.Errorf("go build ./cmd/stormlab: %w\n%s", e, out)
 		}
 	})
 	if labErr != nil {

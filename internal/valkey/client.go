@@ -108,7 +108,7 @@ func (c *Client) GoString() string { return c.String() }
 
 // Format prints the Client as String for every verb, so that no format
 // (%v, %+v, %#v, %s) walks its fields.
-func (c *Client) Format(f fmt.State, _ rune) { io.WriteString(f, c.String()) }
+func (c *Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
 // options returns the valkey-go options that hold the client to one
 // connection and leave reconnecting and retrying to the Client.
@@ -351,16 +351,16 @@ func (c *Client) do(ctx context.Context, op string, fn func(vk.Client) error) er
 // error to give the caller.
 func (c *Client) fail(op string, err error) error {
 	kind := classify(err)
-	if kind == ErrDown && c.refusedFull.Load() {
+	if errors.Is(kind, ErrDown) && c.refusedFull.Load() {
 		kind = ErrMaxClients
 	}
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	connFailure := true
-	switch kind {
-	case ErrBackoff, ErrClosed, context.Canceled:
+	switch {
+	case errors.Is(kind, ErrBackoff), errors.Is(kind, ErrClosed), errors.Is(kind, context.Canceled):
 		connFailure = false // not a new failure of the connection
-	case ErrServer, ErrConfigUnavailable:
+	case errors.Is(kind, ErrServer), errors.Is(kind, ErrConfigUnavailable):
 		// An error reply on a working connection is the command's
 		// failure; with no connection left it was the handshake's.
 		connFailure = c.live == nil
@@ -377,7 +377,7 @@ func (c *Client) fail(op string, err error) error {
 		}
 	}
 	var out error
-	if kind == ErrBackoff || kind == ErrClosed || errors.Is(err, kind) {
+	if errors.Is(kind, ErrBackoff) || errors.Is(kind, ErrClosed) || errors.Is(err, kind) {
 		out = fmt.Errorf("valkey %s: %s: %w", c.cfg.Address, op, err)
 	} else {
 		out = fmt.Errorf("valkey %s: %s: %w: %w", c.cfg.Address, op, kind, err)
@@ -495,7 +495,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 		var err error
 		if !c.infoSplit.Load() {
 			text, err = vc.Do(ctx, vc.B().Info().Section("server", "clients", "stats").Build()).ToString()
-			if _, ok := valkeyErr(err); ok && classify(err) == ErrServer && c.connected() {
+			if _, ok := valkeyErr(err); ok && errors.Is(classify(err), ErrServer) && c.connected() {
 				c.infoSplit.Store(true) // "ERR syntax error" before Redis 7.0
 			} else if err != nil {
 				return err
@@ -576,7 +576,7 @@ func (c *Client) Config(ctx context.Context) (ServerConfig, error) {
 				vals = m
 			} else if configUnavailable(err) {
 				return fmt.Errorf("%w: %w", ErrConfigUnavailable, err)
-			} else if _, ok := valkeyErr(err); ok && classify(err) == ErrServer && c.connected() {
+			} else if _, ok := valkeyErr(err); ok && errors.Is(classify(err), ErrServer) && c.connected() {
 				c.configSplit.Store(true) // one parameter per CONFIG GET before Redis 7.0
 			} else {
 				return err

@@ -52,7 +52,7 @@ func TestFailures(t *testing.T) {
 				t.Fatalf("Info error = %v, want %v", err, tt.want)
 			}
 			for _, other := range []error{ErrDown, ErrAuth, ErrTimeout, ErrProtocol, ErrMaxClients, ErrTLS, ErrServer, ErrBackoff} {
-				if other != tt.want && errors.Is(err, other) {
+				if !errors.Is(other, tt.want) && errors.Is(err, other) {
 					t.Errorf("Info error %v also wraps %v", err, other)
 				}
 			}

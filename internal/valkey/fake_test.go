@@ -75,7 +75,7 @@ func refusedAddr(t testing.TB) string {
 }
 
 // hang reads and never answers.
-func hang(c net.Conn) { io.Copy(io.Discard, c) }
+func hang(c net.Conn) { _, _ = io.Copy(io.Discard, c) }
 
 // garbage answers anything with an HTTP error, as a web server would.
 func garbage(c net.Conn) {
@@ -83,13 +83,13 @@ func garbage(c net.Conn) {
 	if _, err := c.Read(buf); err != nil {
 		return
 	}
-	io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 	c.Close()
 }
 
 // full is a server at maxclients: it refuses with an error and closes.
 func full(c net.Conn) {
-	io.WriteString(c, "-ERR max number of clients reached\r\n")
+	_, _ = io.WriteString(c, "-ERR max number of clients reached\r\n")
 	c.Close()
 }
 

@@ -458,7 +458,9 @@ func (s *redisServer) received(t testing.TB) int {
 	for _, line := range strings.Split(s.cli(t, "info", "stats"), "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_connections_received:"); ok {
 			var n int
-			fmt.Sscan(v, &n)
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				t.Fatalf("total_connections_received: %q: %v", v, err)
+			}
 			return n
 		}
 	}
