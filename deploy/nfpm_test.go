@@ -49,6 +49,7 @@ func TestNfpmConfig(t *testing.T) {
 		"/usr/share/doc/stormwatch/README.md",
 		"/usr/share/stormwatch/prometheus/stormwatch.rules.yml",
 		"/usr/share/stormwatch/grafana/stormwatch.json",
+		"/usr/share/stormwatch/rollouts/staggered-restart.sh",
 	} {
 		if _, ok := dsts[dst]; !ok {
 			t.Errorf("package does not install %s", dst)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	vk "github.com/valkey-io/valkey-go"
+	"golang.org/x/sys/unix"
 )
 
 // ClientName is the name the Client's connection carries on the server
@@ -36,7 +37,14 @@ const ioBuffer = 16 << 10
 // first call and reused. After a failure (down, refused credentials,
 // timeout, garbage) the connection is closed and the next connect waits a
 // backoff that doubles per consecutive failure; calls in between fail at
-// once with ErrBackoff without touching the network. Every method takes a
+// once with ErrBackoff without touching the network.
+//
+// A connection the server never answered (not one byte: a stopped or hung
+// server, whose accept queue holds it) is not closed but held, and no
+// other is opened until the server answers or closes it: closing would
+// not take it out of the accept queue, and each new one would add to the
+// queue of a server that is not serving — the storm this client watches
+// for. Calls meanwhile fail with ErrBackoff wrapping ErrTimeout. Every method takes a
 // context and is safe for concurrent use: concurrent calls share (pipeline
 // on) the one connection.
 //
@@ -66,6 +74,11 @@ type Client struct {
 
 	connectCtx context.Context // the caller's, while NewClient connects
 	stopWatch  func() bool     // stops connectDial's deadline watch
+
+	// unanswered is the last connection, held open because the server
+	// never sent a byte on it; unansweredAt is when it was opened.
+	unanswered   *rawConn
+	unansweredAt time.Time
 
 	refusedFull atomic.Bool // the last connection was refused at maxclients
 	infoSplit   atomic.Bool // the server takes one INFO section per command
@@ -174,11 +187,18 @@ func (c *Client) dial(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Co
 	if dialNet == nil {
 		dialNet = c.dialer.DialContext
 	}
+	opened := c.now()
+	var raw *rawConn
 	conn, err := dialNet(ctx, "tcp", addr)
+	if err == nil {
+		raw = &rawConn{Conn: conn}
+		conn = raw
+	}
 	if err == nil && c.tls != nil {
 		tc := tls.Client(conn, c.tls)
 		if err = tc.HandshakeContext(ctx); err != nil {
-			conn.Close()
+			raw.detach()
+			defer c.release(raw, opened) // after dmu is released
 		}
 		conn = tc
 	}
@@ -192,9 +212,10 @@ func (c *Client) dial(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Co
 	if c.closed {
 		c.live = nil
 		conn.Close()
+		raw.Conn.Close()
 		return nil, ErrClosed
 	}
-	t := &trackedConn{Conn: conn, c: c}
+	t := &trackedConn{Conn: conn, c: c, raw: raw, opened: opened}
 	c.live = t
 	c.refusedFull.Store(false)
 	return t, nil
@@ -204,6 +225,15 @@ func (c *Client) dial(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Co
 func (c *Client) gateLocked() error {
 	if c.closed {
 		return ErrClosed
+	}
+	if u := c.unanswered; u != nil {
+		if u.waiting() {
+			return fmt.Errorf("%w: the server has not answered the connection opened %s ago, and no other is opened until it does: %w",
+				ErrBackoff, c.now().Sub(c.unansweredAt).Round(time.Second), ErrTimeout)
+		}
+		// It answered, or closed it: the server is back.
+		c.unanswered = nil
+		u.Conn.Close()
 	}
 	if wait := c.retryAt.Sub(c.now()); wait > 0 {
 		return fmt.Errorf("%w (%s more after %d failure(s)): %w",
@@ -223,8 +253,10 @@ func (c *Client) connected() bool {
 // trackedConn is the Client's one connection; closing it frees the slot.
 type trackedConn struct {
 	net.Conn
-	c    *Client
-	once sync.Once
+	c      *Client
+	raw    *rawConn // the TCP connection under net.Conn (TLS or not)
+	opened time.Time
+	once   sync.Once
 	// head is the start of what the server sent, to recognise a refusal
 	// at maxclients: the server writes its error and closes at once, and
 	// a client that was writing meanwhile may only see EOF or a reset.
@@ -247,16 +279,112 @@ func (t *trackedConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// Close closes the connection, or holds it if the server never answered
+// on it (see Client).
 func (t *trackedConn) Close() error {
-	err := t.Conn.Close()
+	var err error
+	if t.raw == nil || t.raw.answered.Load() {
+		err = t.Conn.Close()
+	} else {
+		t.raw.detach()
+	}
 	t.once.Do(func() {
 		t.c.dmu.Lock()
 		if t.c.live == t {
 			t.c.live = nil
 		}
 		t.c.dmu.Unlock()
+		if t.raw != nil {
+			t.c.release(t.raw, t.opened)
+		}
 	})
 	return err
+}
+
+// release closes a connection, or holds it as the Client's unanswered one
+// if the server never sent a byte on it and the Client is open.
+func (c *Client) release(raw *rawConn, opened time.Time) {
+	if raw.answered.Load() {
+		raw.Conn.Close()
+		return
+	}
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if c.closed || c.unanswered != nil {
+		raw.Conn.Close()
+		return
+	}
+	c.unanswered, c.unansweredAt = raw, opened
+}
+
+// rawConn is the TCP connection; it notes whether the server ever sent a
+// byte on it, and can be taken from its readers and writers without
+// being closed (detach).
+type rawConn struct {
+	net.Conn
+	answered atomic.Bool
+	detached atomic.Bool
+	// io is held shared by every Read and Write under way, and
+	// exclusively by detach once they have all returned.
+	io sync.RWMutex
+}
+
+func (r *rawConn) Read(b []byte) (int, error) {
+	r.io.RLock()
+	defer r.io.RUnlock()
+	if r.detached.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := r.Conn.Read(b)
+	if n > 0 {
+		r.answered.Store(true)
+	}
+	return n, err
+}
+
+func (r *rawConn) Write(b []byte) (int, error) {
+	r.io.RLock()
+	defer r.io.RUnlock()
+	if r.detached.Load() {
+		return 0, net.ErrClosed
+	}
+	return r.Conn.Write(b)
+}
+
+// detach makes every Read and Write, under way or to come, fail as on a
+// closed connection, and returns once those under way have: the
+// connection stays open, without a deadline, for waiting.
+func (r *rawConn) detach() {
+	r.detached.Store(true)
+	r.Conn.SetDeadline(time.Unix(1, 0)) // wakes a blocked Read or Write
+	r.io.Lock()
+	r.Conn.SetDeadline(time.Time{})
+	r.io.Unlock()
+}
+
+// Close is a no-op: trackedConn and release decide when the TCP
+// connection closes (a TLS connection's Close would close it).
+func (r *rawConn) Close() error { return nil }
+
+// waiting reports whether the server still has not answered: nothing to
+// read and the connection not closed. It does not block.
+func (r *rawConn) waiting() bool {
+	sc, ok := r.Conn.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	waiting := false
+	var buf [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		waiting = n < 0 && errors.Is(err, unix.EAGAIN)
+		return true // never wait for the poller
+	})
+	return err == nil && waiting
 }
 
 // client returns the valkey-go client, creating it on first use. Creating
@@ -481,6 +609,13 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	if vc != nil {
 		vc.Close()
+	}
+	c.dmu.Lock()
+	u := c.unanswered
+	c.unanswered = nil
+	c.dmu.Unlock()
+	if u != nil {
+		u.Conn.Close()
 	}
 	return nil
 }

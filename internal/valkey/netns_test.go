@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -608,5 +609,71 @@ func TestRealDiscover(t *testing.T) {
 	}
 	if info.ProcessID.Value != int64(targets[0].Process.PID) {
 		t.Errorf("INFO process_id %v, discovered pid %d", info.ProcessID, targets[0].Process.PID)
+	}
+}
+
+// TestRealStoppedServer: a server stopped with SIGSTOP accepts nothing.
+// The Client's first connection waits in its accept queue unanswered; the
+// Client holds it, and however many calls follow, opens no other (the
+// queue stays at 1: a watcher must not add to the queue of a server that
+// is not serving). Once the server runs again, the Client is back on one
+// connection.
+func TestRealStoppedServer(t *testing.T) {
+	ns := newNS(t)
+	s := startRedis(t, ns, "")
+	c := s.client(t, Config{DialTimeout: 300 * time.Millisecond, Timeout: 300 * time.Millisecond, BackoffMin: 50 * time.Millisecond})
+	ctx := context.Background()
+	queued := func() int {
+		t.Helper()
+		out, err := s.ns.Exec(ctx, "ss", "-Hltn", "sport = :6379")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(out))
+		if len(f) < 2 {
+			t.Fatalf("ss -Hltn: no listener on :6379: %q", out)
+		}
+		n, err := strconv.Atoi(f[1])
+		if err != nil {
+			t.Fatalf("ss -Hltn: Recv-Q %q: %v", f[1], err)
+		}
+		return n
+	}
+
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Info(ctx)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Info of a stopped server = %v, want ErrTimeout", err)
+	}
+	for i := range 10 {
+		time.Sleep(100 * time.Millisecond)
+		_, err = c.Info(ctx)
+		if !errors.Is(err, ErrBackoff) || !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "has not answered") {
+			t.Fatalf("call %d to a stopped server = %v, want ErrBackoff and ErrTimeout: not answered", i+2, err)
+		}
+		if n := queued(); n != 1 {
+			t.Fatalf("after %d calls the stopped server's accept queue holds %d connections, want 1 (the Client's first)", i+2, n)
+		}
+	}
+	t.Logf("while stopped: %v", err)
+
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.Info(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer within 5s of SIGCONT: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if server, kernel := s.countConns(t); server != 1 || kernel != 1 {
+		t.Errorf("after the server resumed: %d connections on the server, %d in the kernel; want 1 and 1", server, kernel)
 	}
 }
