@@ -57,7 +57,7 @@ func kernelTable() []sockdiag.Msg {
 		conn(syn, "10.0.0.5", 6379, "203.0.113.1"),
 		conn(est, "10.0.0.5", 6379, "198.51.100.7"),
 		conn(est, "127.0.0.1", 6379, "127.0.0.1"), // the 127.0.0.1 listener's
-		conn(est, "10.0.0.5", 22, "198.51.100.7"),  // another port
+		conn(est, "10.0.0.5", 22, "198.51.100.7"), // another port
 		// Dual-stack: an IPv4 client arrives v4-mapped.
 		conn(syn, "::ffff:10.0.0.5", 6380, "::ffff:192.0.2.44"),
 		conn(est, "2001:db8::5", 6380, "2001:db8:aa:bb:1::1"),
