@@ -149,7 +149,7 @@ func TestStalledRedis(t *testing.T) {
 	if err := redis.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer redis.Signal(syscall.SIGCONT)
+	defer func() { _ = redis.Signal(syscall.SIGCONT) }()
 	var clients []int
 	if err := ns.Do(func() (err error) {
 		clients, err = connectN(5, port)
@@ -258,17 +258,18 @@ func quietUnderBenchmark(t *testing.T, ns *netnstest.NS, d *testDaemon, port int
 
 	// The queue, sampled far faster than the daemon does.
 	var samples, busy int
+	var watchErr error
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		ns.Do(func() error {
+		watchErr = ns.Do(func() error {
 			c, err := sockdiag.Dial()
 			if err != nil {
 				return err
 			}
 			defer c.Close()
 			for ctx.Err() == nil {
-				sockdiag.Dump(ctx, c, unix.AF_INET, sockdiag.TCPFListen, func(m sockdiag.Msg) {
+				_, err := sockdiag.Dump(ctx, c, unix.AF_INET, sockdiag.TCPFListen, func(m sockdiag.Msg) {
 					if m.SrcPort == uint16(port) {
 						samples++
 						if m.RQueue > 0 {
@@ -276,6 +277,9 @@ func quietUnderBenchmark(t *testing.T, ns *netnstest.NS, d *testDaemon, port int
 						}
 					}
 				})
+				if err != nil && ctx.Err() == nil {
+					return err
+				}
 				time.Sleep(10 * time.Millisecond)
 			}
 			return nil
@@ -285,6 +289,14 @@ func quietUnderBenchmark(t *testing.T, ns *netnstest.NS, d *testDaemon, port int
 	want := map[string]string{"port": strconv.Itoa(port)}
 	var pending int
 	for ctx.Err() == nil {
+		select {
+		case err := <-benchDone:
+			if ctx.Err() == nil {
+				t.Fatalf("redis-benchmark ended early: %v", err)
+			}
+			benchDone <- err
+		default:
+		}
 		as, err := d.alerts()
 		if err != nil {
 			t.Fatal(err)
@@ -299,8 +311,11 @@ func quietUnderBenchmark(t *testing.T, ns *netnstest.NS, d *testDaemon, port int
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	<-benchDone
+	_ = <-benchDone // killed at the end of span
 	<-watchDone
+	if watchErr != nil {
+		t.Fatalf("watching the accept queue: %v", watchErr)
+	}
 	opened := tcpPassiveOpens(t, d) - before
 	t.Logf("%v of redis-benchmark -c 50 -k 0: %.0f connections accepted, the accept queue non-empty in %d of %d samples 10 ms apart; AcceptQueueStalled pending in %d polls, never firing",
 		span, opened, busy, samples, pending)
