@@ -11,6 +11,11 @@
 // their own. An item whose data could not be read is UNKNOWN, with the
 // reason; the report is UNKNOWN only when no source read anything.
 //
+// A listener not OK can be given who connects to it (Report.SetClients,
+// from internal/clients: the client prefixes of its half-open and
+// established connections), which check reads on demand after judging;
+// ListenersNotOK names the listeners to read, the worst first.
+//
 // WriteText renders it for a person (colour and symbols only when asked),
 // WriteJSON for scripts, with a versioned schema (Report.Schema).
 package diagnose

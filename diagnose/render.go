@@ -102,6 +102,9 @@ func (p *printer) item(it Item) {
 	if it.Detail != "" {
 		p.printf("%s%s\n", indent, it.Detail)
 	}
+	if it.Clients != nil {
+		p.clients(indent, it.Clients)
+	}
 	for _, adv := range it.Advice {
 		p.printf("%s→ %s\n", indent, adv)
 	}
@@ -140,4 +143,57 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// clients renders who connects to a listener:
+//
+//	clients by /24 (IPv4) and /64 (IPv6) prefix:
+//	  half-open    470 from 37 prefixes
+//	    198.51.100.0/24            120
+//	    35 more prefixes           270
+//	  established  none
+func (p *printer) clients(indent string, c *Clients) {
+	if c.Error != "" {
+		p.printf("%s%s\n", indent, p.style(ansiDim, "clients not read: "+c.Error))
+		return
+	}
+	p.printf("%sclients by /%d (IPv4) and /%d (IPv6) prefix:\n", indent, c.PrefixIPv4, c.PrefixIPv6)
+	for _, st := range []struct {
+		name string
+		c    *ClientCounts
+	}{{"half-open", c.HalfOpen}, {"established", c.Established}} {
+		if st.c == nil {
+			continue
+		}
+		if st.c.Total == 0 {
+			p.printf("%s  %-12s none\n", indent, st.name)
+			continue
+		}
+		from := "from " + plural(st.c.Prefixes, "prefix", "prefixes")
+		if st.c.Approximate {
+			from = "from more than " + plural(st.c.Prefixes, "prefix", "prefixes") + " (counts are upper bounds)"
+		}
+		p.printf("%s  %-12s %d %s\n", indent, st.name, st.c.Total, from)
+		for _, t := range st.c.Top {
+			line := fmt.Sprintf("%s    %-28s %7d", indent, t.Prefix, t.Count)
+			if t.Overcount > 0 {
+				line += fmt.Sprintf("  (up to %d fewer)", t.Overcount)
+			}
+			p.printf("%s\n", line)
+		}
+		if more := st.c.Prefixes - len(st.c.Top); more > 0 || st.c.Other > 0 {
+			what := "other prefixes"
+			if more > 0 && !st.c.Approximate {
+				what = plural(more, "more prefix", "more prefixes")
+			}
+			p.printf("%s    %-28s %7d\n", indent, what, st.c.Other)
+		}
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }

@@ -106,6 +106,12 @@ type Item struct {
 	// owner_error), for an item that is not OK; Detail says it in words.
 	Attributes map[string]string `json:"attributes,omitempty"`
 	Detail     string            `json:"detail,omitempty"`
+	// Clients are who connects to the listener, on the first item of a
+	// listener not OK, when check read them (Report.SetClients).
+	Clients *Clients `json:"clients,omitempty"`
+
+	// kind is the entity kind of the item ("" for a host item).
+	kind string
 }
 
 // Alert is a rule whose condition holds, as judged once.
@@ -189,6 +195,7 @@ func Build(in Input) *Report {
 		it := Item{ID: "rule", What: f.Rule.Name}
 		if kind := string(f.Rule.Scope); kind != collector.HostKind {
 			if k, ok := sc.Kind(kind); ok {
+				it.kind = kind
 				it.Labels = map[string]string{}
 				var lv []string
 				for _, l := range k.Labels {
@@ -404,7 +411,7 @@ func (b *builder) items(i int, it *collector.Item) []Item {
 		if it.Quiet && !(l.v > 0) && !b.alerting(i, labels) {
 			continue // a quiet entity says nothing here
 		}
-		o := Item{ID: it.ID, What: it.What + " " + b.sc.DisplayName(it.Entity, lv), Unit: it.Unit, Labels: labels}
+		o := Item{ID: it.ID, What: it.What + " " + b.sc.DisplayName(it.Entity, lv), Unit: it.Unit, Labels: labels, kind: it.Entity}
 		switch {
 		case len(it.Rate) == 0:
 			b.figures(&o, l.v, l.lim, l.frac, src)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stormwatch/stormwatch/alerts"
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/clients"
 	"github.com/stormwatch/stormwatch/internal/golden"
 )
 
@@ -26,6 +27,8 @@ type sample struct {
 	sources   []collector.SourceResult
 	// noListeners: the listeners source read nothing.
 	noListeners bool
+	// owners are the attributes of the owners of listeners, by index.
+	owners map[int]map[string]string
 }
 
 // host returns a sample of a healthy Valkey host at t.
@@ -69,10 +72,20 @@ func (s *sample) snapshot() *collector.Snapshot {
 	var total float64
 	for i := range s.listeners {
 		l := &s.listeners[i]
-		b.Entity(collector.KindListener, l.Addr.String(), strconv.Itoa(int(l.Port))).
+		e := b.Entity(collector.KindListener, l.Addr.String(), strconv.Itoa(int(l.Port))).
 			Set("accept_queue", float64(l.AcceptQueue)).Set("accept_queue_limit", float64(l.AcceptLimit)).
 			Set("accept_queue_fill", l.Fill()).Set("sockets", float64(l.Sockets)).Set("syn_recv", float64(l.SynRecv)).
 			Set("syn_queue_limit", collector.SynQueueLimit(l, s.vals["syncookies"], s.vals["tcp_max_syn_backlog"]))
+		for name, v := range s.owners[i] {
+			e.SetAttr(name, v)
+		}
+		if st, ok := s.owners[i]["state"]; ok {
+			stopped := 0.0
+			if st == "stopped" {
+				stopped = 1
+			}
+			e.Set("owner_known", 1).Set("owner_stopped", stopped)
+		}
 		total += float64(l.SynRecv)
 	}
 	b.Set("listeners", float64(len(s.listeners))).Set("syn_recv", total).Set("syn_recv_total", total)
@@ -84,12 +97,14 @@ var scenarios = []struct {
 	first    func() *sample // nil: instant check
 	last     func() *sample
 	wantExit int
+	// clients are what check found of the listeners not OK.
+	clients []clients.Sources
 }{
 	{"healthy", func() *sample { return host(t0) }, func() *sample {
 		s := host(t0.Add(2 * time.Second))
 		s.vals["passive_opens"] += 60 // 30 new connections a second
 		return s
-	}, 0},
+	}, 0, nil},
 	{"storm", func() *sample { return host(t0) }, func() *sample {
 		// Reconnection storm: the accept queue of 6379 is full and
 		// overflowing, its SYN queue is filling, cookies go out and the
@@ -102,8 +117,29 @@ var scenarios = []struct {
 		s.vals["conntrack_entries"] = 214000
 		s.listeners[0].AcceptQueue, s.listeners[0].SynRecv = 512, 470
 		s.listeners[0].MaxFill = 512.0 / 511
+		s.owners = map[int]map[string]string{0: {"process": "valkey-server", "pid": "2231", "state": "running"}}
 		return s
-	}, 2},
+	}, 2, []clients.Sources{{
+		Listener: netip.MustParseAddrPort("0.0.0.0:6379"), Found: true,
+		HalfOpen: clients.Counts{Total: 470, Prefixes: 37, Top: []clients.Count{
+			{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Count: 212},
+			{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Count: 97},
+			{Prefix: netip.MustParsePrefix("2001:db8:7:1::/64"), Count: 40},
+		}},
+		Established: clients.Counts{Total: 1988, Prefixes: 12, Top: []clients.Count{
+			{Prefix: netip.MustParsePrefix("10.20.1.0/24"), Count: 1500},
+			{Prefix: netip.MustParsePrefix("10.20.2.0/24"), Count: 400},
+			{Prefix: netip.MustParsePrefix("10.20.3.0/24"), Count: 60},
+		}},
+	}}},
+	{"stalled", func() *sample { return stalled(host(t0)) }, func() *sample { return stalled(host(t0.Add(2 * time.Second))) }, 2,
+		[]clients.Sources{{
+			Listener: netip.MustParseAddrPort("0.0.0.0:6379"), Found: true,
+			Established: clients.Counts{Total: 5, Prefixes: 2, Top: []clients.Count{
+				{Prefix: netip.MustParsePrefix("10.20.1.0/24"), Count: 3},
+				{Prefix: netip.MustParsePrefix("2001:db8:aa:1::/64"), Count: 2},
+			}},
+		}}},
 	{"misconfigured", nil, func() *sample {
 		// somaxconn left at the old default caps Valkey's backlog of 511,
 		// and SYN cookies are off.
@@ -112,7 +148,7 @@ var scenarios = []struct {
 		s.vals["syncookies"] = 0
 		s.listeners[0].AcceptLimit, s.listeners[1].AcceptLimit = 128, 128
 		return s
-	}, 1},
+	}, 1, nil},
 	{"unprivileged", func() *sample { return host(t0) }, func() *sample {
 		// A kernel without /proc/net/stat/nf_conntrack, run without
 		// CAP_NET_ADMIN: the conntrack stats cannot be read.
@@ -125,7 +161,16 @@ var scenarios = []struct {
 		s.sources[3] = collector.SourceResult{Name: "conntrack_stats",
 			Err: fmt.Errorf("ctnetlink: %w: needs CAP_NET_ADMIN: %w", collector.ErrPermission, errors.New("operation not permitted"))}
 		return s
-	}, 0},
+	}, 0, nil},
+}
+
+// stalled makes s a host whose Valkey server is stopped with 5 clients
+// in its accept queue.
+func stalled(s *sample) *sample {
+	s.listeners[0].AcceptQueue = 5
+	s.listeners[0].MaxFill = 5.0 / 511
+	s.owners = map[int]map[string]string{0: {"process": "redis-server", "pid": "4242", "state": "stopped"}}
+	return s
 }
 
 func build(t *testing.T, first, last *sample) *Report {
@@ -166,6 +211,7 @@ func TestGolden(t *testing.T) {
 			if r.ExitCode != sc.wantExit {
 				t.Errorf("exit code %d, want %d (%s)", r.ExitCode, sc.wantExit, r)
 			}
+			attachClients(t, r, sc.clients)
 			var text, quiet, js bytes.Buffer
 			if err := r.WriteText(&text, TextOptions{}); err != nil {
 				t.Fatal(err)
@@ -186,9 +232,25 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// attachClients attaches what check found to r, as check does: each
+// listener found must be one of r's listeners not OK.
+func attachClients(t *testing.T, r *Report, found []clients.Sources) {
+	t.Helper()
+	notOK := r.ListenersNotOK()
+	for _, s := range found {
+		if !slices.Contains(notOK, s.Listener) {
+			t.Errorf("%v is not among the listeners not OK %v", s.Listener, notOK)
+		}
+		if !r.SetClients(s.Listener, NewClients(s, clients.DefaultConfig())) {
+			t.Errorf("no item to attach the clients of %v to", s.Listener)
+		}
+	}
+}
+
 func TestColor(t *testing.T) {
 	sc := scenarios[1]
 	r := build(t, sc.first(), sc.last())
+	attachClients(t, r, sc.clients)
 	var b bytes.Buffer
 	if err := r.WriteText(&b, TextOptions{Color: true}); err != nil {
 		t.Fatal(err)
@@ -287,6 +349,47 @@ func TestMissingPort(t *testing.T) {
 			if !strings.Contains(out, "no listener on port 6390") {
 				t.Errorf("ports %v: output does not say there is no listener:\n%s", tt.ports, out)
 			}
+		}
+	}
+}
+
+// TestClientsText: the lines of an approximate count (more prefixes than
+// tracked), of a listener gone before its connections were listed, and
+// the JSON of each.
+func TestClientsText(t *testing.T) {
+	cfg := clients.DefaultConfig()
+	approx := NewClients(clients.Sources{Found: true,
+		HalfOpen: clients.Counts{Total: 90000, Prefixes: 4096, Approximate: true, Top: []clients.Count{
+			{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Count: 30000},
+			{Prefix: netip.MustParsePrefix("2001:db8:7:1::/64"), Count: 40, Overcount: 3},
+		}}}, cfg)
+	gone := NewClients(clients.Sources{}, cfg)
+	r := &Report{Sections: []Section{{Name: "accept_queue", Title: "Accept queue", Items: []Item{
+		{ID: "accept_queue", What: "accept queue 0.0.0.0:6379", Status: Critical, Clients: approx},
+		{ID: "accept_queue", What: "accept queue 0.0.0.0:6380", Status: Warning, Clients: gone},
+	}}}}
+	var text, js bytes.Buffer
+	if err := r.WriteText(&text, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"    half-open    90000 from more than 4096 prefixes (counts are upper bounds)\n",
+		"      198.51.100.0/24                30000\n",
+		"      2001:db8:7:1::/64                 40  (up to 3 fewer)\n",
+		"      other prefixes                 59960\n",
+		"    established  none\n",
+		"clients not read: the listener was gone when its connections were listed\n",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, text.String())
+		}
+	}
+	for _, want := range []string{`"approximate": true`, `"overcount": 3`, `"other": 59960`, `"error": "the listener was gone`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, js.String())
 		}
 	}
 }

@@ -3,15 +3,12 @@ package drain
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/internal/sockdiag"
 )
@@ -85,17 +82,15 @@ type Source interface {
 	List(ctx context.Context) (Listing, error)
 }
 
-// maxDumpAttempts bounds the restarts of an interrupted dump.
-const maxDumpAttempts = 3
-
 // SockDiag lists a listener's connections with sock_diag dumps: one
 // LISTEN dump per address family to find the listeners on Port, one
-// ESTABLISHED dump per family for their connections. A connection belongs
-// to the listener a new connection to its local address would reach, as
-// the collector maps handshakes to listeners: the listener on exactly that
-// address, else the family's wildcard (0.0.0.0 or ::), else, for IPv4, a
-// dual-stack ::. Only sockets whose local port is Port are considered, so
-// client sockets connecting to Port are never taken.
+// ESTABLISHED dump per family for their connections, both filtered by the
+// kernel to Port. A connection belongs to the listener a new connection to
+// its local address would reach (sockdiag.Listeners), as the collector
+// maps handshakes to listeners: the listener on exactly that address, else
+// the family's wildcard (0.0.0.0 or ::), else, for IPv4, a dual-stack ::.
+// Only sockets whose local port is Port are considered, so client sockets
+// connecting to Port are never taken.
 type SockDiag struct {
 	// Port is the listening port.
 	Port uint16
@@ -106,62 +101,66 @@ type SockDiag struct {
 	// calling thread's network namespace.
 	Dial func() (sockdiag.Conn, error)
 
-	conn       sockdiag.Conn
-	v6Disabled bool
-	// scratch
-	all   []Listener
-	index map[netip.Addr]int
+	dumper    *sockdiag.Dumper
+	listeners sockdiag.Listeners
 }
 
 // Close releases the netlink connection.
 func (s *SockDiag) Close() error {
-	if s.conn == nil {
+	if s.dumper == nil {
 		return nil
 	}
-	err := s.conn.Close()
-	s.conn = nil
-	return err
+	return s.dumper.Close()
 }
 
 // List implements Source.
 func (s *SockDiag) List(ctx context.Context) (Listing, error) {
 	var out Listing
-	if s.index == nil {
-		s.index = make(map[netip.Addr]int)
+	if s.dumper == nil {
+		filter, err := sockdiag.PortFilter([]uint16{s.Port})
+		if err != nil {
+			return out, err
+		}
+		s.dumper = &sockdiag.Dumper{Dial: s.Dial, Filter: filter}
 	}
-	s.all = s.all[:0]
-	clear(s.index)
-	err := s.dump(ctx, sockdiag.TCPFListen, func() { s.all = s.all[:0]; clear(s.index) }, s.addListener)
+	err := s.dumper.Dump(ctx, sockdiag.TCPFListen, s.listeners.Reset, func(m sockdiag.Msg) {
+		if m.SrcPort == s.Port {
+			s.listeners.Add(m)
+		}
+	})
 	if err != nil {
 		return out, fmt.Errorf("listing listeners: %w", err)
 	}
-	slices.SortFunc(s.all, func(x, y Listener) int { return x.Addr.Compare(y.Addr) })
-	for i, l := range s.all {
-		s.index[l.Addr] = i
-	}
-	selected := make([]bool, len(s.all))
-	for i, l := range s.all {
+	var all []Listener
+	selected := make([]bool, s.listeners.Len())
+	for i := range s.listeners.Len() {
+		sl := s.listeners.At(i)
+		l := Listener{Addr: sl.Addr, Port: sl.Port, DualStack: sl.DualStack, Sockets: sl.Sockets}
+		all = append(all, l)
 		if !s.Addr.IsValid() || l.Addr == s.Addr.Unmap() {
 			selected[i] = true
 			out.Listeners = append(out.Listeners, l)
 		}
 	}
+	byAddr := func(x, y Listener) int { return x.Addr.Compare(y.Addr) }
+	slices.SortFunc(all, byAddr)
+	slices.SortFunc(out.Listeners, byAddr)
 	if len(out.Listeners) == 0 {
-		if len(s.all) == 0 || !s.Addr.IsValid() {
+		if len(all) == 0 || !s.Addr.IsValid() {
 			return out, fmt.Errorf("%w on port %d", ErrNoListener, s.Port)
 		}
 		var others []string
-		for _, l := range s.all {
+		for _, l := range all {
 			others = append(others, l.Addr.String())
 		}
 		return out, fmt.Errorf("%w on %s port %d (port %d listens on %s)", ErrNoListener, s.Addr, s.Port, s.Port, strings.Join(others, ", "))
 	}
 
-	err = s.dump(ctx, sockdiag.TCPFEstablished, func() { out.Conns, out.Unaccepted = out.Conns[:0], 0 }, func(m sockdiag.Msg) {
+	err = s.dumper.Dump(ctx, sockdiag.TCPFEstablished, func() { out.Conns, out.Unaccepted = out.Conns[:0], 0 }, func(m sockdiag.Msg) {
 		if m.State != sockdiag.TCPEstablished || m.SrcPort != s.Port {
 			return
 		}
-		i, ok := s.listenerFor(m.Src.Unmap())
+		i, ok := s.listeners.Lookup(m.Src.Unmap(), m.SrcPort)
 		if !ok || !selected[i] {
 			return
 		}
@@ -178,96 +177,6 @@ func (s *SockDiag) List(ctx context.Context) (Listing, error) {
 		return out, fmt.Errorf("listing connections: %w", err)
 	}
 	return out, nil
-}
-
-func (s *SockDiag) addListener(m sockdiag.Msg) {
-	if m.State != sockdiag.TCPListen || m.SrcPort != s.Port {
-		return
-	}
-	a := m.Src.Unmap()
-	i, ok := s.index[a]
-	if !ok {
-		i = len(s.all)
-		s.index[a] = i
-		s.all = append(s.all, Listener{Addr: a, Port: m.SrcPort})
-	}
-	s.all[i].Sockets++
-	if m.Family == unix.AF_INET6 && !m.V6Only && a == netip.IPv6Unspecified() {
-		s.all[i].DualStack = true
-	}
-}
-
-// listenerFor finds the listener a connection to addr on Port reaches.
-func (s *SockDiag) listenerFor(addr netip.Addr) (int, bool) {
-	if i, ok := s.index[addr]; ok {
-		return i, true
-	}
-	if addr.Is4() {
-		if i, ok := s.index[netip.IPv4Unspecified()]; ok {
-			return i, true
-		}
-		if i, ok := s.index[netip.IPv6Unspecified()]; ok && s.all[i].DualStack {
-			return i, true
-		}
-		return 0, false
-	}
-	i, ok := s.index[netip.IPv6Unspecified()]
-	return i, ok
-}
-
-// dump runs the dump of states for both families, restarting (after
-// reset) when the kernel flags it interrupted or the buffer overran.
-func (s *SockDiag) dump(ctx context.Context, states uint32, reset func(), fn func(sockdiag.Msg)) error {
-	for attempt := 1; ; attempt++ {
-		reset()
-		interrupted, err := s.dumpFamilies(ctx, states, fn)
-		switch {
-		case err == nil && !interrupted:
-			return nil
-		case errors.Is(err, unix.ENOBUFS):
-			s.Close()
-		case err != nil:
-			s.Close()
-			return err
-		}
-		if attempt == maxDumpAttempts {
-			if err != nil {
-				return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
-			}
-			return fmt.Errorf("gave up after %d attempts: the dump kept being interrupted (NLM_F_DUMP_INTR)", attempt)
-		}
-	}
-}
-
-func (s *SockDiag) dumpFamilies(ctx context.Context, states uint32, fn func(sockdiag.Msg)) (bool, error) {
-	interrupted := false
-	for _, fam := range [...]uint8{unix.AF_INET, unix.AF_INET6} {
-		if fam == unix.AF_INET6 && s.v6Disabled {
-			continue
-		}
-		if s.conn == nil {
-			dial := s.Dial
-			if dial == nil {
-				dial = func() (sockdiag.Conn, error) { return sockdiag.Dial() }
-			}
-			c, err := dial()
-			if err != nil {
-				return false, fmt.Errorf("sock_diag: %w", err)
-			}
-			s.conn = c
-		}
-		res, err := sockdiag.Dump(ctx, s.conn, fam, states, fn)
-		if err != nil {
-			if fam == unix.AF_INET6 && sockdiag.Unsupported(err) {
-				s.v6Disabled = true // a kernel without IPv6
-				s.Close()
-				continue
-			}
-			return false, err
-		}
-		interrupted = interrupted || res.Interrupted
-	}
-	return interrupted, nil
 }
 
 // sortOldest orders conns by inode, then cookie.

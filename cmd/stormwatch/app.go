@@ -203,6 +203,7 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	c.checkCmd.Flag("config", "Config file, as for run.").PlaceHolder("FILE").StringVar(&cf.configFile)
 	dirFlag(c.checkCmd.Flag("path.root", "Directory holding proc/ to read the kernel from.").Default("/"),
 		&cf.root, "the directory holding proc/", "/")
+	cf.registerClients(c.checkCmd)
 
 	rf := &rulesFlags{}
 	c.rules = rf

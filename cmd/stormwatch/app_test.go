@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/clients"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -102,6 +103,13 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"check", "--window=abc"}, `--window: "abc" is not a duration ≥ 0 (e.g. 2s)`},
 		{[]string{"check", "--window"}, `--window: missing value; want a duration ≥ 0, e.g. --window=2s`},
 		{[]string{"check", "--format=xml"}, `--format: "xml" is not a format (text or json)`},
+		{[]string{"check", "--clients.prefix4=33"}, `--clients.prefix4: "33" is not a prefix length from 0 to 32 (e.g. 24)`},
+		{[]string{"check", "--clients.prefix4", "-1"}, `--clients.prefix4: "-1" is not a prefix length from 0 to 32 (e.g. 24)`},
+		{[]string{"check", "--clients.prefix6=/64"}, `--clients.prefix6: "/64" is not a prefix length from 0 to 128 (e.g. 64)`},
+		{[]string{"check", "--clients.prefix6=129"}, `--clients.prefix6: "129" is not a prefix length from 0 to 128 (e.g. 64)`},
+		{[]string{"check", "--clients.top=ten"}, `--clients.top: "ten" is not a number of prefixes from 0 to 1000 (e.g. 10)`},
+		{[]string{"check", "--clients.top=1001"}, `--clients.top: "1001" is not a number of prefixes from 0 to 1000 (e.g. 10)`},
+		{[]string{"check", "--clients.top"}, `--clients.top: missing value; want a number of prefixes from 0 to 1000, e.g. --clients.top=10`},
 		{[]string{"check", "--port", "abc"}, `--port: "abc" is not a port (1-65535)`},
 		{[]string{"check", "--port=0"}, `--port: "0" is not a port (1-65535)`},
 		{[]string{"check", "--port", "6379", "--port=70000"}, `--port: "70000" is not a port (1-65535)`},
@@ -225,6 +233,18 @@ func TestFlagValues(t *testing.T) {
 	}
 	if !c.check.quiet || c.check.window != 0 || c.check.format != "json" {
 		t.Errorf("check flags: %+v", c.check)
+	}
+	if want := clients.DefaultConfig(); c.check.clients != want {
+		t.Errorf("clients defaults %+v, want %+v", c.check.clients, want)
+	}
+	c = newCLI(&bytes.Buffer{}, &bytes.Buffer{})
+	if _, err := c.parse([]string{"check", "--clients.top=3", "--clients.prefix4", "16", "--clients.prefix6=48"}); err != nil {
+		t.Fatal(err)
+	}
+	want := clients.DefaultConfig()
+	want.Top, want.Prefix4, want.Prefix6 = 3, 16, 48
+	if c.check.clients != want {
+		t.Errorf("clients flags %+v, want %+v", c.check.clients, want)
 	}
 	c = newCLI(&bytes.Buffer{}, &bytes.Buffer{})
 	if _, err := c.parse([]string{"check", "--quiet=false"}); err != nil {

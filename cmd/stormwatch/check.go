@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	"golang.org/x/sys/unix"
 
 	"github.com/stormwatch/stormwatch/alerts"
 	"github.com/stormwatch/stormwatch/collector"
 	"github.com/stormwatch/stormwatch/diagnose"
+	"github.com/stormwatch/stormwatch/internal/clients"
 )
 
 // checkFlags are the flags of `stormwatch check`.
@@ -23,6 +27,68 @@ type checkFlags struct {
 	ports      []uint16
 	quiet      bool
 	valkey     []string
+	// clients groups the clients of listeners not OK (Top 0: not read).
+	clients clients.Config
+}
+
+// registerClients declares the --clients.* flags of check.
+func (f *checkFlags) registerClients(cmd *kingpin.CmdClause) {
+	f.clients = clients.DefaultConfig()
+	rangeFlag(cmd.Flag("clients.top", "For each listener not OK, show the client prefixes with the most half-open and established connections, this many of each (0: do not look; the dump walks every TCP socket).").
+		Default(strconv.Itoa(clients.DefaultTop)), &f.clients.Top, 0, clients.MaxTop, "a number of prefixes")
+	rangeFlag(cmd.Flag("clients.prefix4", "Prefix length grouping IPv4 clients.").Default(strconv.Itoa(clients.DefaultPrefix4)),
+		&f.clients.Prefix4, 0, 32, "a prefix length")
+	rangeFlag(cmd.Flag("clients.prefix6", "Prefix length grouping IPv6 clients.").Default(strconv.Itoa(clients.DefaultPrefix6)),
+		&f.clients.Prefix6, 0, 128, "a prefix length")
+}
+
+// rangeFlag accepts a whole number from lo to hi; what names it ("a
+// prefix length").
+func rangeFlag(c *kingpin.FlagClause, p *int, lo, hi int, what string) {
+	what = fmt.Sprintf("%s from %d to %d", what, lo, hi)
+	example := c.Model().Default
+	accept := fmt.Sprintf("%s (e.g. %s)", what, strings.Join(example, ""))
+	setValue(c, &flagValue{
+		accept: accept, what: what, example: strings.Join(example, ""),
+		set: func(s string) error {
+			v, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || v < lo || v > hi {
+				return fmt.Errorf("%s is not %s", quote(s), accept)
+			}
+			*p = v
+			return nil
+		},
+		get: func() string { return strconv.Itoa(*p) },
+	})
+}
+
+// clientsTimeout bounds the dumps that read the clients of listeners.
+const clientsTimeout = 10 * time.Second
+
+// addClients reads who connects to the listeners not OK (the worst
+// cfg.MaxListeners of them) and attaches it to their items.
+func addClients(ctx context.Context, r *diagnose.Report, cfg clients.Config) {
+	notOK := r.ListenersNotOK()
+	if len(notOK) == 0 {
+		return
+	}
+	look := notOK[:min(len(notOK), cfg.MaxListeners)]
+	dctx, cancel := context.WithTimeout(ctx, clientsTimeout)
+	defer cancel()
+	found, err := clients.Dump(dctx, cfg, nil, look)
+	for i, l := range look {
+		c := &diagnose.Clients{PrefixIPv4: cfg.Prefix4, PrefixIPv6: cfg.Prefix6}
+		if err != nil {
+			c.Error = oneLine(err)
+		} else {
+			c = diagnose.NewClients(found[i], cfg)
+		}
+		r.SetClients(l, c)
+	}
+	for _, l := range notOK[len(look):] {
+		r.SetClients(l, &diagnose.Clients{PrefixIPv4: cfg.Prefix4, PrefixIPv6: cfg.Prefix6,
+			Error: fmt.Sprintf("only the %d worst listeners are looked at", cfg.MaxListeners)})
+	}
 }
 
 // runCheck samples twice, window apart, judges the samples with the rules
@@ -111,6 +177,9 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 	}
 	in.Ports = f.ports
 	report := diagnose.Build(in)
+	if f.clients.Top > 0 {
+		addClients(ctx, report, f.clients)
+	}
 	if f.format == "json" {
 		err = report.WriteJSON(stdout)
 	} else {

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,8 +24,9 @@ import (
 )
 
 // startRedisIn starts redis-server on 127.0.0.1:port in ns with extra
-// arguments and waits until it answers PING.
-func startRedisIn(t *testing.T, ns *netnstest.NS, port int, extra ...string) {
+// arguments, waits until it answers PING and returns its process ("ip
+// netns exec" execs it: the process is redis-server itself).
+func startRedisIn(t *testing.T, ns *netnstest.NS, port int, extra ...string) *os.Process {
 	t.Helper()
 	testbin.RequireTools(t, "redis-server")
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -62,6 +64,7 @@ func startRedisIn(t *testing.T, ns *netnstest.NS, port int, extra ...string) {
 		}
 		return nil
 	})
+	return cmd.Process
 }
 
 // TestValkeyDiscovered: a redis-server started in the namespace is found

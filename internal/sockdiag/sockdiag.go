@@ -199,6 +199,13 @@ var aLongTimeAgo = time.Unix(1, 0)
 // Any error leaves c in an unknown state (part of a dump may still be
 // queued): the caller should close it.
 func Dump(ctx context.Context, c Conn, family uint8, states uint32, fn func(Msg)) (Result, error) {
+	return DumpFiltered(ctx, c, family, states, nil, fn)
+}
+
+// DumpFiltered is Dump with a filter the kernel runs on every socket before
+// sending it (an INET_DIAG_REQ_BYTECODE program, such as PortFilter
+// builds); nil sends every socket in states.
+func DumpFiltered(ctx context.Context, c Conn, family uint8, states uint32, filter []byte, fn func(Msg)) (Result, error) {
 	var res Result
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -222,9 +229,13 @@ func Dump(ctx context.Context, c Conn, family uint8, states uint32, fn func(Msg)
 
 	var req [ReqV2Len]byte
 	PutReqV2(&req, family, states)
+	data := req[:]
+	if len(filter) > 0 {
+		data = appendFilter(data, filter)
+	}
 	sent, err := c.Send(netlink.Message{
 		Header: netlink.Header{Type: ByFamily, Flags: netlink.Request | netlink.Dump},
-		Data:   req[:],
+		Data:   data,
 	})
 	if err != nil {
 		return res, wrapErr(ctx, err)

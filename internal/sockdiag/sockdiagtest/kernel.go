@@ -50,6 +50,9 @@ type Kernel struct {
 	// Requests counts SOCK_DESTROY requests, Sends the datagrams that
 	// carried them.
 	Requests, Sends int
+	// Filters are the programs of the dump requests, in order (nil for a
+	// request without one); dumps apply them with sockdiag.RunFilter.
+	Filters [][]byte
 
 	queue    []netlink.Message
 	overrun  bool
@@ -117,13 +120,36 @@ func (k *Kernel) dump(req netlink.Message) ([]netlink.Message, error) {
 	}
 	family := req.Data[0]
 	states := binary.NativeEndian.Uint32(req.Data[4:8])
+	filter, ok := requestFilter(req.Data[sockdiag.ReqV2Len:])
+	if !ok {
+		return KernelError(req, unix.EINVAL)
+	}
+	k.Filters = append(k.Filters, filter)
 	var out [][]byte
 	for _, m := range k.Sockets {
-		if m.Family == family && states&(1<<m.State) != 0 {
+		if m.Family == family && states&(1<<m.State) != 0 && (filter == nil || sockdiag.RunFilter(filter, m.SrcPort)) {
 			out = append(out, Marshal(m))
 		}
 	}
 	return DumpReply(req, 0, out...), nil
+}
+
+// requestFilter returns the INET_DIAG_REQ_BYTECODE attribute among the
+// attributes of a dump request (nil when there is none); false when they
+// are malformed.
+func requestFilter(attrs []byte) ([]byte, bool) {
+	var filter []byte
+	for len(attrs) >= 4 {
+		l := int(binary.NativeEndian.Uint16(attrs[0:2]))
+		if l < 4 || l > len(attrs) {
+			return nil, false
+		}
+		if binary.NativeEndian.Uint16(attrs[2:4]) == 1 { // INET_DIAG_REQ_BYTECODE
+			filter = attrs[4:l]
+		}
+		attrs = attrs[min((l+3)&^3, len(attrs)):]
+	}
+	return filter, true
 }
 
 // destroy handles one SOCK_DESTROY request and returns its errno.
