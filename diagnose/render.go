@@ -50,8 +50,12 @@ func (r *Report) WriteText(w io.Writer, o TextOptions) error {
 			continue
 		}
 		p.printf("\n%s\n", p.style(ansiBold, strings.ToUpper(sec.Title)))
+		prev := ""
 		for _, it := range items {
-			p.item(it)
+			// One failed source makes several items unknown: its reason,
+			// often long, is printed once.
+			p.item(it, it.Reason != "" && it.Reason == prev)
+			prev = it.Reason
 		}
 	}
 	p.printf("\n%s %s\n", p.style(ansiBold, "Result:"), p.status(r.Status, r.String()+" (exit "+strconv.Itoa(r.ExitCode)+")"))
@@ -84,7 +88,7 @@ func (p *printer) status(s Status, text string) string {
 	return statusColor[s] + text + ansiReset
 }
 
-func (p *printer) item(it Item) {
+func (p *printer) item(it Item, sameReason bool) {
 	tag := fmt.Sprintf("%-7s", it.Status)
 	if p.color {
 		tag = statusSymbol[it.Status] + " " + tag
@@ -108,7 +112,10 @@ func (p *printer) item(it Item) {
 	for _, adv := range it.Advice {
 		p.printf("%s→ %s\n", indent, adv)
 	}
-	if it.Reason != "" {
+	switch {
+	case sameReason:
+		p.printf("%s%s\n", indent, p.style(ansiDim, "(the same reason as above)"))
+	case it.Reason != "":
 		p.printf("%s%s\n", indent, p.style(ansiDim, it.Reason))
 	}
 	if len(it.NotJudged) > 0 {

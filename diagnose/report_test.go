@@ -393,3 +393,30 @@ func TestClientsText(t *testing.T) {
 		}
 	}
 }
+
+// TestSameReasonOnce: the items a failed source left unknown share its
+// reason; the text prints it once, the JSON on every item.
+func TestSameReasonOnce(t *testing.T) {
+	const why = "valkey 127.0.0.1:6379: INFO: timed out"
+	r := &Report{Sections: []Section{{Name: "valkey", Title: "Valkey", Items: []Item{
+		{ID: "valkey_clients", What: "clients 127.0.0.1:6379", Status: Unknown, Reason: why},
+		{ID: "valkey_rejected", What: "rejected connections 127.0.0.1:6379", Status: Unknown, Reason: why},
+		{ID: "valkey_backlog", What: "tcp-backlog 127.0.0.1:6379", Status: Unknown, Reason: "another reason"},
+	}}}}
+	var text, js bytes.Buffer
+	if err := r.WriteText(&text, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(text.String(), why); n != 1 {
+		t.Errorf("text says %q %d times, want once:\n%s", why, n, text.String())
+	}
+	if !strings.Contains(text.String(), "(the same reason as above)") || !strings.Contains(text.String(), "another reason") {
+		t.Errorf("text:\n%s", text.String())
+	}
+	if n := strings.Count(js.String(), why); n != 2 {
+		t.Errorf("JSON says %q %d times, want on both items:\n%s", why, n, js.String())
+	}
+}

@@ -156,19 +156,23 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 	}
 	in := diagnose.Input{}
 	in.Host, _ = os.Hostname()
-	// The first sample finds the servers to poll (configured or listening
-	// here); their first answers are awaited, within their timeout.
-	start := time.Now()
-	first := sampler.Sample(ctx, start)
+	// A first sample finds the servers to poll (configured or listening
+	// here); their first answers are awaited, within their timeout. The
+	// window starts after them: a first connection to a server that is
+	// not serving waits in its accept queue, and would look like a queue
+	// that moved.
+	sampler.Sample(ctx, time.Now())
 	wctx, wcancel := context.WithTimeout(ctx, max(f.window, 2*time.Second))
 	targets.Wait(wctx)
 	wcancel()
-	if f.window > 0 {
-		in.First = first
-		time.Sleep(f.window - time.Since(start))
-	} else if sampler, history, err = newSampler(); err != nil { // an instant check judges one sample
+	if sampler, history, err = newSampler(); err != nil {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
+	}
+	if f.window > 0 { // an instant check judges one sample
+		start := time.Now()
+		in.First = sampler.Sample(ctx, start)
+		time.Sleep(f.window - time.Since(start))
 	}
 	in.Last = sampler.Sample(ctx, time.Now())
 	in.Findings, err = alerts.NewEngine(rules, alerts.Options{}).Check(in.Last.Time, history)

@@ -39,10 +39,11 @@ const ioBuffer = 16 << 10
 // backoff that doubles per consecutive failure; calls in between fail at
 // once with ErrBackoff without touching the network.
 //
-// A connection the server never answered (not one byte: a stopped or hung
-// server, whose accept queue holds it) is not closed but held, and no
-// other is opened until the server answers or closes it: closing would
-// not take it out of the accept queue, and each new one would add to the
+// A connection closed while the server owes an answer on it (a stopped or
+// hung server: a new connection waits in its accept queue, an old one
+// gets no reply) is not closed but held, and no other is opened until the
+// server answers on it or closes it: closing would not take a queued
+// connection out of the accept queue, and each new one would add to the
 // queue of a server that is not serving — the storm this client watches
 // for. Calls meanwhile fail with ErrBackoff wrapping ErrTimeout. Every method takes a
 // context and is safe for concurrent use: concurrent calls share (pipeline
@@ -76,7 +77,8 @@ type Client struct {
 	stopWatch  func() bool     // stops connectDial's deadline watch
 
 	// unanswered is the last connection, held open because the server
-	// never sent a byte on it; unansweredAt is when it was opened.
+	// owed an answer on it when it was closed; unansweredAt is when the
+	// Client wrote what it waits for.
 	unanswered   *rawConn
 	unansweredAt time.Time
 
@@ -187,7 +189,6 @@ func (c *Client) dial(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Co
 	if dialNet == nil {
 		dialNet = c.dialer.DialContext
 	}
-	opened := c.now()
 	var raw *rawConn
 	conn, err := dialNet(ctx, "tcp", addr)
 	if err == nil {
@@ -198,7 +199,7 @@ func (c *Client) dial(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Co
 		tc := tls.Client(conn, c.tls)
 		if err = tc.HandshakeContext(ctx); err != nil {
 			raw.detach()
-			defer c.release(raw, opened) // after dmu is released
+			defer c.release(raw) // after dmu is released
 		}
 		conn = tc
 	}
@@ -215,7 +216,7 @@ func (c *Client) dial(ctx context.Context, addr string, _ *net.Dialer, _ *tls.Co
 		raw.Conn.Close()
 		return nil, ErrClosed
 	}
-	t := &trackedConn{Conn: conn, c: c, raw: raw, opened: opened}
+	t := &trackedConn{Conn: conn, c: c, raw: raw}
 	c.live = t
 	c.refusedFull.Store(false)
 	return t, nil
@@ -228,8 +229,8 @@ func (c *Client) gateLocked() error {
 	}
 	if u := c.unanswered; u != nil {
 		if u.waiting() {
-			return fmt.Errorf("%w: the server has not answered the connection opened %s ago, and no other is opened until it does: %w",
-				ErrBackoff, c.now().Sub(c.unansweredAt).Round(time.Second), ErrTimeout)
+			return fmt.Errorf("%w: the server has not answered for %s, and no other connection is opened until it does: %w",
+				ErrBackoff, time.Since(c.unansweredAt).Round(time.Second), ErrTimeout)
 		}
 		// It answered, or closed it: the server is back.
 		c.unanswered = nil
@@ -253,10 +254,9 @@ func (c *Client) connected() bool {
 // trackedConn is the Client's one connection; closing it frees the slot.
 type trackedConn struct {
 	net.Conn
-	c      *Client
-	raw    *rawConn // the TCP connection under net.Conn (TLS or not)
-	opened time.Time
-	once   sync.Once
+	c    *Client
+	raw  *rawConn // the TCP connection under net.Conn (TLS or not)
+	once sync.Once
 	// head is the start of what the server sent, to recognise a refusal
 	// at maxclients: the server writes its error and closes at once, and
 	// a client that was writing meanwhile may only see EOF or a reset.
@@ -279,11 +279,11 @@ func (t *trackedConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// Close closes the connection, or holds it if the server never answered
+// Close closes the connection, or holds it if the server owes an answer
 // on it (see Client).
 func (t *trackedConn) Close() error {
 	var err error
-	if t.raw == nil || t.raw.answered.Load() {
+	if t.raw == nil || !t.raw.owed() {
 		err = t.Conn.Close()
 	} else {
 		t.raw.detach()
@@ -295,16 +295,17 @@ func (t *trackedConn) Close() error {
 		}
 		t.c.dmu.Unlock()
 		if t.raw != nil {
-			t.c.release(t.raw, t.opened)
+			t.c.release(t.raw)
 		}
 	})
 	return err
 }
 
 // release closes a connection, or holds it as the Client's unanswered one
-// if the server never sent a byte on it and the Client is open.
-func (c *Client) release(raw *rawConn, opened time.Time) {
-	if raw.answered.Load() {
+// if the server owes an answer on it and the Client is open.
+func (c *Client) release(raw *rawConn) {
+	owedSince, owed := raw.owedSince()
+	if !owed {
 		raw.Conn.Close()
 		return
 	}
@@ -314,15 +315,16 @@ func (c *Client) release(raw *rawConn, opened time.Time) {
 		raw.Conn.Close()
 		return
 	}
-	c.unanswered, c.unansweredAt = raw, opened
+	c.unanswered, c.unansweredAt = raw, owedSince
 }
 
-// rawConn is the TCP connection; it notes whether the server ever sent a
-// byte on it, and can be taken from its readers and writers without
-// being closed (detach).
+// rawConn is the TCP connection. It notes whether the server owes an
+// answer (bytes were written since it last sent any), and can be taken
+// from its readers and writers without being closed (detach).
 type rawConn struct {
 	net.Conn
-	answered atomic.Bool
+	mu       sync.Mutex
+	written  time.Time // first write since the last read, zero if none
 	detached atomic.Bool
 	// io is held shared by every Read and Write under way, and
 	// exclusively by detach once they have all returned.
@@ -337,7 +339,9 @@ func (r *rawConn) Read(b []byte) (int, error) {
 	}
 	n, err := r.Conn.Read(b)
 	if n > 0 {
-		r.answered.Store(true)
+		r.mu.Lock()
+		r.written = time.Time{}
+		r.mu.Unlock()
 	}
 	return n, err
 }
@@ -348,8 +352,22 @@ func (r *rawConn) Write(b []byte) (int, error) {
 	if r.detached.Load() {
 		return 0, net.ErrClosed
 	}
+	r.mu.Lock()
+	if r.written.IsZero() {
+		r.written = time.Now()
+	}
+	r.mu.Unlock()
 	return r.Conn.Write(b)
 }
+
+// owedSince returns since when the server owes an answer, if it does.
+func (r *rawConn) owedSince() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.written, !r.written.IsZero()
+}
+
+func (r *rawConn) owed() bool { _, ok := r.owedSince(); return ok }
 
 // detach makes every Read and Write, under way or to come, fail as on a
 // closed connection, and returns once those under way have: the

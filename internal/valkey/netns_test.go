@@ -640,6 +640,13 @@ func TestRealStoppedServer(t *testing.T) {
 		return n
 	}
 
+	// The server has accepted everything (startRedis's own probe) before
+	// it stops.
+	for deadline := time.Now().Add(5 * time.Second); queued() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("accept queue of a running server not empty after 5s: %d", queued())
+		}
+	}
 	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
