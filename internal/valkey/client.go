@@ -100,6 +100,19 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// NewWithDial is New with dial opening the TCP connection instead of a
+// net.Dialer with Config.DialTimeout (whose deadline still bounds the
+// call through its context): for a caller that reaches the server inside
+// another network namespace, or through a socket it prepares itself.
+func NewWithDial(cfg Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*Client, error) {
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.dialNet = dial
+	return c, nil
+}
+
 // Address returns the server's address as configured.
 func (c *Client) Address() string { return c.cfg.Address }
 
