@@ -32,7 +32,31 @@ func valkeyMethod(f *drainFlags) (drain.Method, error) {
 			return nil, fmt.Errorf("--valkey: %w", err)
 		}
 	}
-	settings := func(addr string) valkey.Config {
+	settings := valkeySettings(f, conf)
+	// The settings are checked now, with the address the server will
+	// most likely have, so that a bad file is refused before anything
+	// is listed.
+	probe := f.valkeyAddr
+	if probe == "" {
+		probe = "127.0.0.1:6379"
+	}
+	if err := settings(probe).Validate(); err != nil {
+		return nil, err
+	}
+	return &drain.Valkey{
+		Address: f.valkeyAddr,
+		Connect: func(addr string) (drain.ValkeyServer, error) {
+			return valkey.New(settings(addr))
+		},
+	}, nil
+}
+
+// valkeySettings returns how to reach the server at an address: the
+// config file's valkey target with that address, else the section's
+// defaults, with --valkey-user and --valkey-password-file over them, and
+// drainValkeyTimeout when no timeout is set.
+func valkeySettings(f *drainFlags, conf *config) func(addr string) valkey.Config {
+	return func(addr string) valkey.Config {
 		c := conf.valkey.Defaults
 		for _, t := range conf.valkey.Targets {
 			if sameAddress(t.Address, addr) {
@@ -52,22 +76,6 @@ func valkeyMethod(f *drainFlags) (drain.Method, error) {
 		}
 		return c
 	}
-	// The settings are checked now, with the address the server will
-	// most likely have, so that a bad file is refused before anything
-	// is listed.
-	probe := f.valkeyAddr
-	if probe == "" {
-		probe = "127.0.0.1:6379"
-	}
-	if err := settings(probe).Validate(); err != nil {
-		return nil, err
-	}
-	return &drain.Valkey{
-		Address: f.valkeyAddr,
-		Connect: func(addr string) (drain.ValkeyServer, error) {
-			return valkey.New(settings(addr))
-		},
-	}, nil
 }
 
 // sameAddress compares two host:port addresses, IP addresses by value
