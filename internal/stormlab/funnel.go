@@ -310,9 +310,18 @@ func (l *Lab) RedisConnections(ctx context.Context, port, n int) (*Redis, error)
 			return nil, err
 		}
 	}
-	r, err := l.StartRedisArgs(ctx, port, 65535, "--maxclients", strconv.Itoa(n+1000))
+	r, err := l.StartRedisArgs(ctx, port, 65535, "--maxclients", strconv.Itoa(n+100))
 	if err != nil {
 		return nil, err
+	}
+	// redis-server lowers maxclients to what its RLIMIT_NOFILE allows.
+	out, err := l.Exec(ctx, "redis-cli", "-p", strconv.Itoa(port), "config", "get", "maxclients")
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(string(out))
+	if max, err := strconv.Atoi(f[len(f)-1]); err != nil || max < n+1 {
+		return nil, fmt.Errorf("redis-server takes at most %s clients here (its RLIMIT_NOFILE, less 32), not %d", f[len(f)-1], n+1)
 	}
 	workers, err := l.connectFrom(ctx, r.Addr(), n)
 	if err != nil {
@@ -335,7 +344,7 @@ func (l *Lab) RedisConnections(ctx context.Context, port, n int) (*Redis, error)
 			return r, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("redis-server counts %d of %d clients after 2 minutes", got-1, n)
+			return nil, fmt.Errorf("redis-server counts %d of %d clients after 2 minutes: %s", got-1, n, out)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
