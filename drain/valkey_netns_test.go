@@ -40,13 +40,13 @@ func startRedis(t *testing.T, ns *netnstest.NS, port string, args ...string) {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }() // killed at the end: its exit status says nothing
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-done
 		}
 	})
@@ -92,12 +92,24 @@ func named(t *testing.T, ns *netnstest.NS, addr, name string) net.Conn {
 	t.Helper()
 	c := dialIn(t, ns, addr)
 	fmt.Fprintf(c, "*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$%d\r\n%s\r\n", len(name), name)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "+OK\r\n" {
 		t.Fatalf("CLIENT SETNAME %s: %q %v", name, line, err)
 	}
-	c.SetReadDeadline(time.Time{})
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
 	return c
+}
+
+// readBy reads one byte from c, waiting at most d.
+func readBy(c net.Conn, d time.Duration) (int, error) {
+	if err := c.SetReadDeadline(time.Now().Add(d)); err != nil {
+		return 0, err
+	}
+	return c.Read(make([]byte, 1))
 }
 
 // nsDial dials inside ns.
@@ -265,8 +277,7 @@ func TestValkeyInNamespace(t *testing.T) {
 			t.Errorf("clients after the drain (-want +got):\n%s", diff)
 		}
 		for i, c := range conns {
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			if _, err := readBy(c, 5*time.Second); !errors.Is(err, io.EOF) {
 				t.Errorf("victim %d: read %v, want EOF (a clean close)", i, err)
 			}
 		}
@@ -336,8 +347,7 @@ func TestValkeyPasswordInNamespace(t *testing.T) {
 		t.Errorf("right password: %+v, %v; want 3 closed, its own skipped", sum, err)
 	}
 	for i, c := range conns {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		if _, err := readBy(c, 5*time.Second); !errors.Is(err, io.EOF) {
 			t.Errorf("client %d: read %v, want EOF", i, err)
 		}
 	}

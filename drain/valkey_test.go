@@ -308,7 +308,6 @@ func TestValkeyCheck(t *testing.T) {
 type valkeyWorld struct {
 	fakeValkey
 	next int64
-	self bool
 }
 
 func (w *valkeyWorld) add(n int) {
@@ -385,7 +384,9 @@ func TestValkeyRun(t *testing.T) {
 	// nothing.
 	w2 := &valkeyWorld{}
 	w2.add(5)
-	w2.connect("") // a replica's link, say: listed, skipped
+	if _, err := w2.connect(""); err != nil { // a replica's link, say: listed, skipped
+		t.Fatal(err)
+	}
 	w2.clients[len(w2.clients)-1].Self, w2.clients[len(w2.clients)-1].Replica = false, true
 	plan, err := drain.Plan(context.Background(), drain.Config{Source: w2, Method: &drain.Valkey{Connect: w2.connect},
 		Batch: drain.Batch{Count: 2}, Every: time.Second})

@@ -171,7 +171,7 @@ func funnelRow(ctx context.Context, e *env, bin string, drain, paced, stalled bo
 			if stalled {
 				select {
 				case err := <-done:
-					return fmt.Errorf("the drain ended before the stall: %v", err)
+					return fmt.Errorf("the drain ended before the stall: %w", err)
 				case <-time.After(o.stallAt):
 				}
 				if err := s.StallNew(ctx, o.stall); err != nil {

@@ -137,7 +137,7 @@ func (s *drainSetup) close() {
 		s.method.Close()
 	}
 	for _, c := range s.closers {
-		c()
+		_ = c() // nothing to do about a failure at the end
 	}
 	s.closers = nil
 }
@@ -339,27 +339,37 @@ func (s *drainSetup) dryRun(ctx context.Context, f *drainFlags, stdout, stderr i
 	listeners := listenerNames(plan.Listing.Listeners)
 	if s.format == "json" {
 		enc := json.NewEncoder(stdout)
+		var werr error
+		emit := func(v any) {
+			if werr == nil {
+				werr = enc.Encode(v)
+			}
+		}
 		m := map[string]any{"schema": drainSchema, "event": "plan", "listeners": listeners, "method": s.method.Name(),
 			"connections": len(plan.Listing.Conns), "to_close": n, "batches": len(plan.Batches), "unaccepted": plan.Listing.Unaccepted,
 			"skipped": len(plan.Skipped)}
 		if srv := serverAddress(s.method); srv != "" {
 			m["server"] = srv
 		}
-		enc.Encode(m)
+		emit(m)
 		for _, r := range readings {
-			enc.Encode(readingJSON(r, f.minHeadroom))
+			emit(readingJSON(r, f.minHeadroom))
 		}
 		for _, c := range plan.Skipped {
-			enc.Encode(map[string]any{"schema": drainSchema, "event": "conn", "batch": 0, "skipped": true,
+			emit(map[string]any{"schema": drainSchema, "event": "conn", "batch": 0, "skipped": true,
 				"remote": unmapPort(c.Remote).String(), "local": unmapPort(c.Local).String(), "inode": c.Inode, "cookie": fmt.Sprintf("%#x", c.Cookie)})
 		}
 		for i, b := range plan.Batches {
 			for _, c := range b.Conns {
-				enc.Encode(map[string]any{"schema": drainSchema, "event": "conn", "batch": i + 1, "at_seconds": b.At.Seconds(),
+				emit(map[string]any{"schema": drainSchema, "event": "conn", "batch": i + 1, "at_seconds": b.At.Seconds(),
 					"remote": unmapPort(c.Remote).String(), "local": unmapPort(c.Local).String(), "inode": c.Inode, "cookie": fmt.Sprintf("%#x", c.Cookie)})
 			}
 		}
-		enc.Encode(map[string]any{"schema": drainSchema, "event": "done", "end": "dry_run", "closed": 0, "exit_code": exitOK})
+		emit(map[string]any{"schema": drainSchema, "event": "done", "end": "dry_run", "closed": 0, "exit_code": exitOK})
+		if werr != nil {
+			fmt.Fprintf(stderr, "stormwatch drain: writing the plan: %v\n", werr)
+			return exitUnknown
+		}
 		return exitOK
 	}
 	span := time.Duration(0)
