@@ -162,8 +162,9 @@ func (s *Funnel) Move(ctx context.Context, move func(ctx context.Context) error,
 		return res, err
 	}
 	st, err := s.waitAll(ctx, start, timeout)
-	// A little more, so the probe sees the queue settle.
-	time.Sleep(200 * time.Millisecond)
+	// A little more, so the probe sees the queue settle, and at least a
+	// rate window past the start, so a quick move has a rate.
+	time.Sleep(max(200*time.Millisecond, time.Until(start.Add(1200*time.Millisecond))))
 	samples, perr := probe.Stop()
 	if err != nil {
 		return res, err
