@@ -83,7 +83,8 @@ type Event struct {
 	// Batch is the batch's number, from 1 (wait, batch).
 	Batch int
 	// Planned is the size the schedule planned, Size the number handed
-	// to the method after pacing (batch).
+	// to the method after pacing (batch), besides the connections an
+	// Orderer said it skips (counted in Skipped).
 	Planned, Size int
 	// What became of them (batch).
 	Closed, Gone, Skipped, Unknown, Failed int
@@ -197,8 +198,19 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 		return Summary{}, err
 	}
 	r.listeners = listing.Listeners
+	sm, toServer := r.cfg.Method.(ServerMethod)
+	if toServer {
+		sm.UseListeners(listing.Listeners)
+	}
 	if err := r.cfg.Method.Check(ctx); err != nil {
 		return r.summary(""), fmt.Errorf("--method %s: %w", r.cfg.Method.Name(), err)
+	}
+	if toServer {
+		// Again, with the method's own connection to the server.
+		if listing, err = r.cfg.Source.List(ctx); err != nil {
+			return Summary{}, err
+		}
+		r.listeners = listing.Listeners
 	}
 	for _, c := range listing.Conns {
 		r.initial[c.Cookie] = struct{}{}
@@ -257,11 +269,14 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 			return r.summary(EndDrained), nil
 		}
 
-		planned := r.size(len(eligible))
-		size := min(planned, max(1, int(math.Ceil(float64(planned)*share))))
-		r.order(eligible)
-		batch := eligible[:size]
-		fates := make([]Fate, size)
+		skip := r.order(ctx, eligible)
+		planned, size := 0, 0
+		if closable := len(eligible) - skip; closable > 0 {
+			planned = r.size(closable)
+			size = min(planned, max(1, int(math.Ceil(float64(planned)*share))))
+		}
+		batch := eligible[:skip+size]
+		fates := make([]Fate, len(batch))
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmpOr(r.cfg.BatchTimeout, DefaultBatchTimeout))
 		err := r.cfg.Method.Disconnect(bctx, batch, fates)
 		cancel()
@@ -395,16 +410,25 @@ func (r *runner) remaining(share float64) time.Duration {
 	return time.Duration(batches) * r.cfg.Every
 }
 
-func (r *runner) order(conns []Conn) {
+// order orders conns for picking a batch from the front, and returns how
+// many at the front the method will skip (an Orderer's).
+func (r *runner) order(ctx context.Context, conns []Conn) int {
 	if r.cfg.Order == Random {
 		shuffle := rand.Shuffle
 		if r.cfg.Rand != nil {
 			shuffle = r.cfg.Rand.Shuffle
 		}
 		shuffle(len(conns), func(i, j int) { conns[i], conns[j] = conns[j], conns[i] })
-		return
+		return 0
+	}
+	if o, ok := r.cfg.Method.(Orderer); ok {
+		skip, err := o.Order(ctx, conns)
+		if err == nil && skip >= 0 && skip <= len(conns) {
+			return skip
+		}
 	}
 	sortOldest(conns)
+	return 0
 }
 
 func (r *runner) emit(ev Event) {
@@ -464,6 +488,9 @@ type PlannedBatch struct {
 type DryRun struct {
 	Listing Listing
 	Batches []PlannedBatch
+	// Skipped are the connections the method says it would never close
+	// (an Orderer's: a Valkey method's own connection, replicas).
+	Skipped []Conn
 }
 
 // Plan lists the connections once and splits them into the batches Run
@@ -476,14 +503,21 @@ func Plan(ctx context.Context, cfg Config) (DryRun, error) {
 	if err != nil {
 		return DryRun{}, err
 	}
+	if sm, ok := cfg.Method.(ServerMethod); ok {
+		sm.UseListeners(l.Listeners)
+	}
 	r := &runner{cfg: cfg}
-	conns := append([]Conn(nil), l.Conns...)
-	r.order(conns)
+	all := append([]Conn(nil), l.Conns...)
+	skip := r.order(ctx, all)
+	conns := all[skip:]
 	if cfg.Duration > 0 {
 		n := max(1, int(math.Ceil(float64(cfg.Duration)/float64(cfg.Every))))
 		r.perBatch = max(1, int(math.Ceil(float64(len(conns))/float64(n))))
 	}
 	out := DryRun{Listing: l}
+	if skip > 0 {
+		out.Skipped = all[:skip:skip]
+	}
 	for len(conns) > 0 && (cfg.Max == 0 || r.prog.Closed < cfg.Max) {
 		n := r.size(len(conns))
 		out.Batches = append(out.Batches, PlannedBatch{At: time.Duration(len(out.Batches)) * cfg.Every, Conns: conns[:n:n]})

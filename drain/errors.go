@@ -20,6 +20,10 @@ var (
 
 	// ErrBadBatch: a batch size that is neither a count nor a share.
 	ErrBadBatch = errors.New("bad batch size")
+
+	// ErrWrongServer: the server the Valkey method reached is not the one
+	// behind the drained listener.
+	ErrWrongServer = errors.New("not the server behind the drained listener")
 )
 
 // notExist is an error that matches os.ErrNotExist without its words.

@@ -62,6 +62,31 @@ type Method interface {
 	Close() error
 }
 
+// Orderer is a Method that knows the connections' age better than the
+// kernel does (a server's own list of its clients). For Order Oldest, Run
+// and Plan ask it to order the connections left instead of ordering them
+// by inode.
+type Orderer interface {
+	// Order sorts conns in place: first the connections the method will
+	// skip (never close), then the others oldest first; it returns how
+	// many it put first. A batch then takes the skipped ones along with
+	// its planned size, so they never take a closable connection's place.
+	// On an error Run falls back to the inode order.
+	Order(ctx context.Context, conns []Conn) (skip int, err error)
+}
+
+// ServerMethod is a Method that talks to the server behind the drained
+// listeners rather than to the kernel (CLIENT KILL). Run and Plan hand it
+// the listeners found before they call anything else; Run lists the
+// connections again after Check, so that the method's own connection to
+// the server is among those there at the start (and skipped), not counted
+// as one that arrived during the drain.
+type ServerMethod interface {
+	Method
+	// UseListeners tells the method which listeners are drained.
+	UseListeners(ls []Listener)
+}
+
 // Destroy is the "destroy" method: the kernel's SOCK_DESTROY, for any TCP
 // server. The client gets an RST (ECONNRESET on its next read or write);
 // the server's socket is aborted with ECONNABORTED, which its next read,

@@ -41,7 +41,7 @@ commands:
   reconnect     a client pool reconnects to a restarted redis-server, without and with backoff
   churn         steady short connections against an accepting redis-server (no storm)
   funnel        clients move to a new redis-server: old one killed, or drained with stormwatch drain
-  destroy-rate  how fast stormwatch drain --method destroy closes many connections in one batch
+  destroy-rate  how fast stormwatch drain closes many connections in one batch (--method destroy or valkey)
   bench         stormwatch's collection cycle, scrape and footprint against ss and node_exporter
 
 "stormlab <command> -h" lists a command's flags.

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,11 +30,13 @@ const exitStoppedEarly = 1
 const drainSchema = 1
 
 // Hooks for what other parts of stormwatch provide. Each is nil until the
-// part that provides it sets it (in an init of its own file); until then
-// the flag value that needs it is refused with a clear message.
+// part that provides it sets it (in an init of its own file: drain_local.go,
+// drain_valkey.go); until then the flag value that needs it is refused
+// with a clear message.
 var (
-	// localHeadroom reads this host's own headroom, for --pace-by local.
-	localHeadroom func(ctx context.Context) (drain.Headroom, error)
+	// localHeadroom opens this host's own headroom, for --pace-by local:
+	// the receiver, and the function that releases what it holds.
+	localHeadroom func(f *drainFlags) (drain.Receiver, func() error, error)
 	// newValkeyMethod makes the closer of --method valkey from the
 	// command's flags.
 	newValkeyMethod func(f *drainFlags) (drain.Method, error)
@@ -55,8 +58,27 @@ type drainFlags struct {
 	timeout     time.Duration
 	format      string
 	includeNew  bool
+	configFile  string
+	// --method valkey
+	valkeyAddr         string
+	valkeyUser         string
+	valkeyPasswordFile string
 
 	batchSet bool
+	conf     *config // the --config file, once loaded
+}
+
+// config loads the --config file (the built-in defaults without one),
+// once.
+func (f *drainFlags) config() (*config, error) {
+	if f.conf == nil {
+		c, err := loadConfig(f.configFile)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		f.conf = c
+	}
+	return f.conf, nil
 }
 
 // register adds the drain command to app.
@@ -65,15 +87,21 @@ func (f *drainFlags) register(app *kingpin.Application) *kingpin.CmdClause {
 		"Exit codes: 0 drained, 1 stopped early (signal, pacing beyond --timeout, a failure midway), 3 could not run.")
 	cmd.Flag("port", "Port of the listener to drain.").Required().PlaceHolder("N").StringVar(&f.port)
 	cmd.Flag("addr", "Address the listener is bound to, when several listen on the port (e.g. 0.0.0.0, ::, 10.0.0.7). Default: all of them.").PlaceHolder("A").StringVar(&f.addr)
-	cmd.Flag("method", "How to close: destroy (the kernel's SOCK_DESTROY: the client gets an RST; needs CAP_NET_ADMIN) or valkey (CLIENT KILL: a clean close).").
+	cmd.Flag("method", "How to close: destroy (the kernel's SOCK_DESTROY: the client gets an RST; needs CAP_NET_ADMIN) or valkey (CLIENT KILL ID through the server: a clean close).").
 		Default("destroy").StringVar(&f.method)
+	cmd.Flag("valkey", "--method valkey: the server's address, host:port. Default: through the drained listener (127.0.0.1:PORT for 0.0.0.0 or 127.0.0.1, [::1]:PORT for ::).").
+		PlaceHolder("ADDR").StringVar(&f.valkeyAddr)
+	cmd.Flag("valkey-user", "--method valkey: the ACL user (default: the config file's valkey.username, else the default user). It needs +client|list +client|kill +client|id.").
+		PlaceHolder("NAME").StringVar(&f.valkeyUser)
+	cmd.Flag("valkey-password-file", "--method valkey: a file holding the password (default: the config file's valkey.password_file). The password is never shown.").
+		PlaceHolder("FILE").StringVar(&f.valkeyPasswordFile)
 	cmd.Flag("batch", "Connections per batch: a count (100) or a share of what is left (10%).").
 		Default("100").IsSetByUser(&f.batchSet).StringVar(&f.batch)
 	cmd.Flag("every", "Time between the starts of two batches.").Default("1s").DurationVar(&f.every)
 	cmd.Flag("duration", "Spread the connections there at the start evenly over this time, a batch every --every, instead of --batch.").
 		PlaceHolder("D").DurationVar(&f.duration)
 	cmd.Flag("max", "Stop after closing this many (0: no limit).").Default("0").IntVar(&f.max)
-	cmd.Flag("order", "Which first: oldest (in the order the server accepted them) or random.").Default("oldest").StringVar(&f.order)
+	cmd.Flag("order", "Which first: oldest (in the order the server accepted them; with --method valkey, by the server's own client age) or random.").Default("oldest").StringVar(&f.order)
 	cmd.Flag("dry-run", "List what would be closed, batch by batch, and close nothing.").BoolVar(&f.dryRun)
 	cmd.Flag("pace-by", "Headroom endpoint of a host receiving the clients (http://host:9955, path /api/v1/headroom by default), or local for this host (repeatable). "+
 		"Each batch waits while any has less headroom than --min-headroom, and shrinks when their queues rose.").PlaceHolder("URL").StringsVar(&f.paceBy)
@@ -82,6 +110,8 @@ func (f *drainFlags) register(app *kingpin.Application) *kingpin.CmdClause {
 	cmd.Flag("format", "Output: auto (a progress bar on a terminal, JSON lines otherwise), text (a line per batch) or json (a line per event).").Default("auto").StringVar(&f.format)
 	cmd.Flag("include-new", "Also drain connections that arrive during the drain (--no-include-new: only those there at the start).").
 		Default("true").BoolVar(&f.includeNew)
+	cmd.Flag("config", "Config file, as for run: its valkey section says how to reach the server for --method valkey (a valkey.targets entry with the server's address wins over the section's defaults; TLS only there), its rules judge this host for --pace-by local.").
+		PlaceHolder("FILE").StringVar(&f.configFile)
 	return cmd
 }
 
@@ -95,12 +125,32 @@ type drainSetup struct {
 	addr      netip.Addr
 	format    string // bar, text or json
 	termWidth int
+	closers   []func() error // what --pace-by local holds
+}
+
+// close releases what the setup holds.
+func (s *drainSetup) close() {
+	if s.source != nil {
+		s.source.Close()
+	}
+	if s.method != nil {
+		s.method.Close()
+	}
+	for _, c := range s.closers {
+		_ = c() // nothing to do about a failure at the end
+	}
+	s.closers = nil
 }
 
 // setup validates the flags; every error names the flag and what it
-// accepts.
-func (f *drainFlags) setup(stdout io.Writer) (*drainSetup, error) {
+// accepts. On an error it has released what it opened.
+func (f *drainFlags) setup(stdout io.Writer) (_ *drainSetup, err error) {
 	s := &drainSetup{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
 	p, err := parsePort(f.port)
 	if err != nil {
 		return nil, fmt.Errorf("--port: %w", err)
@@ -162,6 +212,15 @@ func (f *drainFlags) setup(stdout io.Writer) (*drainSetup, error) {
 		s.termWidth = termWidth(stdout)
 	}
 
+	if f.method != "valkey" {
+		for _, v := range []struct{ flag, value string }{
+			{"--valkey", f.valkeyAddr}, {"--valkey-user", f.valkeyUser}, {"--valkey-password-file", f.valkeyPasswordFile},
+		} {
+			if v.value != "" {
+				return nil, fmt.Errorf("%s applies to --method valkey only (--method is %s)", v.flag, f.method)
+			}
+		}
+	}
 	switch f.method {
 	case "destroy":
 		s.method = &drain.Destroy{}
@@ -183,7 +242,15 @@ func (f *drainFlags) setup(stdout io.Writer) (*drainSetup, error) {
 				if localHeadroom == nil {
 					return nil, errors.New("--pace-by local: this build cannot read this host's headroom yet; give the URL of a stormwatch watching it (http://127.0.0.1:9955)")
 				}
-				s.pacer.Receivers = append(s.pacer.Receivers, drain.ReceiverFunc("local", localHeadroom))
+				if slices.ContainsFunc(s.pacer.Receivers, func(r drain.Receiver) bool { return r.Name() == "local" }) {
+					continue
+				}
+				r, closeFn, err := localHeadroom(f)
+				if err != nil {
+					return nil, fmt.Errorf("--pace-by local: %w", err)
+				}
+				s.closers = append(s.closers, closeFn)
+				s.pacer.Receivers = append(s.pacer.Receivers, r)
 				continue
 			}
 			r, err := drain.NewHTTPReceiver(u, f.minHeadroom)
@@ -212,8 +279,7 @@ func runDrain(f *drainFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "stormwatch drain: %v\n", err)
 		return exitUnknown
 	}
-	defer s.source.Close()
-	defer s.method.Close()
+	defer s.close()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -273,18 +339,37 @@ func (s *drainSetup) dryRun(ctx context.Context, f *drainFlags, stdout, stderr i
 	listeners := listenerNames(plan.Listing.Listeners)
 	if s.format == "json" {
 		enc := json.NewEncoder(stdout)
-		enc.Encode(map[string]any{"schema": drainSchema, "event": "plan", "listeners": listeners, "method": s.method.Name(),
-			"connections": len(plan.Listing.Conns), "to_close": n, "batches": len(plan.Batches), "unaccepted": plan.Listing.Unaccepted})
+		var werr error
+		emit := func(v any) {
+			if werr == nil {
+				werr = enc.Encode(v)
+			}
+		}
+		m := map[string]any{"schema": drainSchema, "event": "plan", "listeners": listeners, "method": s.method.Name(),
+			"connections": len(plan.Listing.Conns), "to_close": n, "batches": len(plan.Batches), "unaccepted": plan.Listing.Unaccepted,
+			"skipped": len(plan.Skipped)}
+		if srv := serverAddress(s.method); srv != "" {
+			m["server"] = srv
+		}
+		emit(m)
 		for _, r := range readings {
-			enc.Encode(readingJSON(r, f.minHeadroom))
+			emit(readingJSON(r, f.minHeadroom))
+		}
+		for _, c := range plan.Skipped {
+			emit(map[string]any{"schema": drainSchema, "event": "conn", "batch": 0, "skipped": true,
+				"remote": unmapPort(c.Remote).String(), "local": unmapPort(c.Local).String(), "inode": c.Inode, "cookie": fmt.Sprintf("%#x", c.Cookie)})
 		}
 		for i, b := range plan.Batches {
 			for _, c := range b.Conns {
-				enc.Encode(map[string]any{"schema": drainSchema, "event": "conn", "batch": i + 1, "at_seconds": b.At.Seconds(),
+				emit(map[string]any{"schema": drainSchema, "event": "conn", "batch": i + 1, "at_seconds": b.At.Seconds(),
 					"remote": unmapPort(c.Remote).String(), "local": unmapPort(c.Local).String(), "inode": c.Inode, "cookie": fmt.Sprintf("%#x", c.Cookie)})
 			}
 		}
-		enc.Encode(map[string]any{"schema": drainSchema, "event": "done", "end": "dry_run", "closed": 0, "exit_code": exitOK})
+		emit(map[string]any{"schema": drainSchema, "event": "done", "end": "dry_run", "closed": 0, "exit_code": exitOK})
+		if werr != nil {
+			fmt.Fprintf(stderr, "stormwatch drain: writing the plan: %v\n", werr)
+			return exitUnknown
+		}
 		return exitOK
 	}
 	span := time.Duration(0)
@@ -295,6 +380,13 @@ func (s *drainSetup) dryRun(ctx context.Context, f *drainFlags, stdout, stderr i
 		n, len(plan.Listing.Conns), strings.Join(listeners, ", "), len(plan.Batches), span, s.method.Name())
 	if plan.Listing.Unaccepted > 0 {
 		fmt.Fprintf(stdout, "%d connections not yet accepted by the server are left alone\n", plan.Listing.Unaccepted)
+	}
+	if len(plan.Skipped) > 0 {
+		fmt.Fprintf(stdout, "%d connections the method never closes (its own, a replica's link, the primary link, or not a client of the server at %s):\n",
+			len(plan.Skipped), serverAddress(s.method))
+		for _, c := range plan.Skipped {
+			fmt.Fprintf(stdout, "  %s -> %s (inode %d)\n", unmapPort(c.Remote), unmapPort(c.Local), c.Inode)
+		}
 	}
 	for _, r := range readings {
 		ready, reason, _ := drain.Judge([]drain.Reading{r}, f.minHeadroom)
@@ -313,6 +405,15 @@ func (s *drainSetup) dryRun(ctx context.Context, f *drainFlags, stdout, stderr i
 		}
 	}
 	return exitOK
+}
+
+// serverAddress is the server a method talks to ("" for the kernel's
+// destroy).
+func serverAddress(m drain.Method) string {
+	if v, ok := m.(*drain.Valkey); ok {
+		return v.ServerAddress()
+	}
+	return ""
 }
 
 func readingJSON(r drain.Reading, minHeadroom float64) map[string]any {
@@ -382,6 +483,9 @@ func (o *drainOutput) eventJSON(ev drain.Event) map[string]any {
 	case drain.EventStart:
 		m["listeners"] = o.listeners
 		m["method"] = o.setup.method.Name()
+		if srv := serverAddress(o.setup.method); srv != "" {
+			m["server"] = srv
+		}
 		if o.f.duration > 0 {
 			m["duration_seconds"] = o.f.duration.Seconds()
 		} else {
@@ -436,7 +540,11 @@ func (o *drainOutput) textLine(ev drain.Event) {
 	p := ev.Progress
 	switch ev.Kind {
 	case drain.EventStart:
-		fmt.Fprintf(o.w, "draining %s: %d connections (--method %s)\n", strings.Join(o.listeners, ", "), p.Total, o.setup.method.Name())
+		how := "--method " + o.setup.method.Name()
+		if srv := serverAddress(o.setup.method); srv != "" {
+			how += ", server " + srv
+		}
+		fmt.Fprintf(o.w, "draining %s: %d connections (%s)\n", strings.Join(o.listeners, ", "), p.Total, how)
 	case drain.EventWait:
 		fmt.Fprintf(o.w, "+%-7s waiting before batch %d: %s\n", ev.Elapsed.Round(100*time.Millisecond), ev.Batch, ev.Reason)
 	case drain.EventBatch:

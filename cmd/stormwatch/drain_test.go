@@ -34,12 +34,15 @@ func TestDrainFlagErrors(t *testing.T) {
 		{[]string{"drain", "--port", "6379", "--max=-1"}, "--max -1: must not be negative"},
 		{[]string{"drain", "--port", "6379", "--order", "newest"}, `--order "newest": accepted: oldest, random`},
 		{[]string{"drain", "--port", "6379", "--method", "kill"}, `--method "kill": accepted: destroy, valkey`},
-		{[]string{"drain", "--port", "6379", "--method", "valkey"}, "--method valkey: this build has no Valkey client yet"},
+		{[]string{"drain", "--port", "6379", "--valkey", "127.0.0.1:6379"}, "--valkey applies to --method valkey only (--method is destroy)"},
+		{[]string{"drain", "--port", "6379", "--valkey-password-file", "/etc/pw"}, "--valkey-password-file applies to --method valkey only"},
+		{[]string{"drain", "--port", "6379", "--method", "valkey", "--valkey", "localhost"}, `--method valkey: --valkey: invalid valkey target config: address "localhost" is not host:port`},
+		{[]string{"drain", "--port", "6379", "--method", "valkey", "--config", "/nonexistent/stormwatch.yml"}, "--method valkey: --config: "},
+		{[]string{"drain", "--port", "6379", "--pace-by", "local", "--config", "/nonexistent/stormwatch.yml"}, "--pace-by local: --config: "},
 		{[]string{"drain", "--port", "6379", "--format", "yaml"}, `--format "yaml": accepted: auto, text, json`},
 		{[]string{"drain", "--port", "6379", "--min-headroom", "1.5"}, "--min-headroom 1.5: want a number from 0 to 1"},
 		{[]string{"drain", "--port", "6379", "--timeout", "0s"}, "--timeout 0s: must be positive"},
 		{[]string{"drain", "--port", "6379", "--pace-by", "10.0.0.7:9955"}, `--pace-by "10.0.0.7:9955": want an http:// or https:// URL`},
-		{[]string{"drain", "--port", "6379", "--pace-by", "local"}, "--pace-by local: this build cannot read this host's headroom yet"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
@@ -50,19 +53,41 @@ func TestDrainFlagErrors(t *testing.T) {
 	}
 }
 
-// TestDrainHooks: the hooks the Valkey client and the headroom API fill
-// are taken when set.
+// TestDrainHooks: a build without the Valkey client or this host's
+// headroom refuses the flag values that need them; the hooks are taken
+// when set, once per --pace-by local, and what they open is released at
+// the end and when a later flag is refused.
 func TestDrainHooks(t *testing.T) {
-	defer func(l func(context.Context) (drain.Headroom, error), v func(*drainFlags) (drain.Method, error)) {
+	defer func(l func(*drainFlags) (drain.Receiver, func() error, error), v func(*drainFlags) (drain.Method, error)) {
 		localHeadroom, newValkeyMethod = l, v
 	}(localHeadroom, newValkeyMethod)
-	localHeadroom = func(context.Context) (drain.Headroom, error) { return drain.Headroom{OK: true, Headroom: 1}, nil }
+	flags := func() *drainFlags {
+		return &drainFlags{port: "6379", method: "valkey", batch: "100", every: time.Second, order: "oldest", format: "json", minHeadroom: 0.3,
+			timeout: time.Minute, paceBy: []string{"local", "local"}}
+	}
+
+	localHeadroom, newValkeyMethod = nil, nil
+	if _, err := flags().setup(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--method valkey: this build has no Valkey client yet") {
+		t.Errorf("without a Valkey client: %v", err)
+	}
+	f := flags()
+	f.method = "destroy"
+	if _, err := f.setup(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--pace-by local: this build cannot read this host's headroom yet") {
+		t.Errorf("without this host's headroom: %v", err)
+	}
+
+	opened, closed := 0, 0
+	localHeadroom = func(*drainFlags) (drain.Receiver, func() error, error) {
+		opened++
+		return drain.ReceiverFunc("local", func(context.Context) (drain.Headroom, error) { return drain.Headroom{OK: true, Headroom: 1}, nil }),
+			func() error { closed++; return nil }, nil
+	}
 	var got *drainFlags
 	newValkeyMethod = func(f *drainFlags) (drain.Method, error) {
 		got = f
 		return nil, errors.New("no server at 127.0.0.1:6379")
 	}
-	f := &drainFlags{port: "6379", method: "valkey", batch: "100", every: time.Second, order: "oldest", format: "json", minHeadroom: 0.3, timeout: time.Minute, paceBy: []string{"local"}}
+	f = flags()
 	if _, err := f.setup(&bytes.Buffer{}); err == nil || err.Error() != "--method valkey: no server at 127.0.0.1:6379" || got != f {
 		t.Errorf("valkey hook: %v", err)
 	}
@@ -71,8 +96,16 @@ func TestDrainHooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.pacer.Receivers) != 1 || s.pacer.Receivers[0].Name() != "local" {
-		t.Errorf("receivers %v, want local", s.pacer.Receivers)
+	if len(s.pacer.Receivers) != 1 || s.pacer.Receivers[0].Name() != "local" || opened != 1 {
+		t.Errorf("receivers %v, opened %d times; want local, once", s.pacer.Receivers, opened)
+	}
+	s.close()
+	if closed != 1 {
+		t.Errorf("closed %d times, want 1", closed)
+	}
+	f.paceBy = []string{"local", "10.0.0.7:9955"} // the second is refused
+	if _, err := f.setup(&bytes.Buffer{}); err == nil || closed != 2 {
+		t.Errorf("a refused --pace-by after local: %v, local closed %d times; want an error and 2", err, closed)
 	}
 }
 

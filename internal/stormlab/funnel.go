@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -28,6 +29,12 @@ type Funnel struct {
 	// net.core.somaxconn; 0: 128 each.
 	Backlog, Somaxconn int
 	Clients            int // 0: 2000
+	// DialTimeout bounds each client's connect and the PING that follows
+	// it; a client retries at once when it passes (0: 1 s). A client
+	// whose PING times out on a stopped server leaves its connection in
+	// the accept queue and queues another: with 1 s, a stop of 3 s
+	// multiplies what one batch put there by up to four.
+	DialTimeout time.Duration
 
 	Old, New *Redis
 	w        *Worker
@@ -54,6 +61,9 @@ func (s *Funnel) Setup(ctx context.Context) error {
 	s.Backlog = cmpOr0(s.Backlog, 128)
 	s.Somaxconn = cmpOr0(s.Somaxconn, 128)
 	s.Clients = cmpOr0(s.Clients, 2000)
+	if s.DialTimeout <= 0 {
+		s.DialTimeout = time.Second
+	}
 	if err := s.Lab.Sysctl("net.core.somaxconn", strconv.Itoa(s.Somaxconn)); err != nil {
 		return err
 	}
@@ -69,7 +79,7 @@ func (s *Funnel) Setup(ctx context.Context) error {
 	}
 	err = s.w.StartClients(ctx, ClientsConfig{
 		Addr: s.Old.Addr(), Reconnect: s.New.Addr(), N: s.Clients, Backoff: "none",
-		DialTimeout: time.Second, Lifetime: 10 * time.Minute,
+		DialTimeout: s.DialTimeout, Lifetime: 10 * time.Minute,
 	})
 	if err != nil {
 		return err
@@ -152,8 +162,9 @@ func (s *Funnel) Move(ctx context.Context, move func(ctx context.Context) error,
 		return res, err
 	}
 	st, err := s.waitAll(ctx, start, timeout)
-	// A little more, so the probe sees the queue settle.
-	time.Sleep(200 * time.Millisecond)
+	// A little more, so the probe sees the queue settle, and at least a
+	// rate window past the start, so a quick move has a rate.
+	time.Sleep(max(200*time.Millisecond, time.Until(start.Add(1200*time.Millisecond))))
 	samples, perr := probe.Stop()
 	if err != nil {
 		return res, err
@@ -175,6 +186,23 @@ func (s *Funnel) KillOld(context.Context) error {
 	s.Lab.Logf("SIGKILL redis-server (pid %d) with %d clients", s.Old.Pid(), s.Clients)
 	s.Old.Kill()
 	return nil
+}
+
+// StallNew stops the new server (SIGSTOP) for d, then resumes it
+// (SIGCONT): a receiver that takes no connection for a while, as one in
+// a long fork, a swap storm or a stop-the-world pause.
+func (s *Funnel) StallNew(ctx context.Context, d time.Duration) error {
+	s.Lab.Logf("SIGSTOP the new redis-server (pid %d) for %v", s.New.Pid(), d)
+	if err := s.New.Signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+	case <-t.C:
+	}
+	return s.New.Signal(syscall.SIGCONT)
 }
 
 // ServeConnections makes n connections to one port that the server side
@@ -215,28 +243,9 @@ func (l *Lab) ServeConnections(ctx context.Context, n int) (int, error) {
 		}
 		all = append(all, w)
 	}
-	errs := make(chan error, n/100+1)
-	clients := 0
-	for left := n; left > 0; {
-		w, err := l.StartWorker(ctx)
-		if err != nil {
-			return 0, err
-		}
-		k := min(left, w.Capacity)
-		left -= k
-		clients++
-		go func() {
-			res, err := w.Connect(ctx, fmt.Sprintf("127.0.0.1:%d", port), k, 0, 30*time.Second)
-			if err == nil && (res.Failed > 0 || res.Pending > 0) {
-				err = fmt.Errorf("worker %d: %+v", w.Index, res)
-			}
-			errs <- err
-		}()
-	}
-	for range clients {
-		if err := <-errs; err != nil {
-			return 0, err
-		}
+	clients, err := l.connectFrom(ctx, fmt.Sprintf("127.0.0.1:%d", port), n)
+	if err != nil {
+		return 0, err
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -254,6 +263,89 @@ func (l *Lab) ServeConnections(ctx context.Context, n int) (int, error) {
 		}
 		if time.Now().After(deadline) {
 			return 0, fmt.Errorf("%d of %d connections accepted after 2 minutes", served, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// connectFrom opens n connections to addr from as many new workers as
+// they take, and returns how many workers that was once every handshake
+// is done.
+func (l *Lab) connectFrom(ctx context.Context, addr string, n int) (int, error) {
+	errs := make(chan error, n/100+1)
+	workers := 0
+	for left := n; left > 0; {
+		w, err := l.StartWorker(ctx)
+		if err != nil {
+			return 0, err
+		}
+		k := min(left, w.Capacity)
+		left -= k
+		workers++
+		go func() {
+			res, err := w.Connect(ctx, addr, k, 0, 30*time.Second)
+			if err == nil && (res.Failed > 0 || res.Pending > 0) {
+				err = fmt.Errorf("worker %d: %+v", w.Index, res)
+			}
+			errs <- err
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			return 0, err
+		}
+	}
+	return workers, nil
+}
+
+// RedisConnections starts a redis-server on port with room for n clients
+// and opens n idle connections to it (clients that never send a
+// command), returning once the server counts them all.
+func (l *Lab) RedisConnections(ctx context.Context, port, n int) (*Redis, error) {
+	for _, kv := range [][2]string{
+		{"net.core.somaxconn", "65535"},
+		{"net.ipv4.tcp_max_syn_backlog", "65535"},
+		{"net.ipv4.ip_local_port_range", "1024 65535"},
+	} {
+		if err := l.Sysctl(kv[0], kv[1]); err != nil {
+			return nil, err
+		}
+	}
+	r, err := l.StartRedisArgs(ctx, port, 65535, "--maxclients", strconv.Itoa(n+100))
+	if err != nil {
+		return nil, err
+	}
+	// redis-server lowers maxclients to what its RLIMIT_NOFILE allows.
+	out, err := l.Exec(ctx, "redis-cli", "-p", strconv.Itoa(port), "config", "get", "maxclients")
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(string(out))
+	if max, err := strconv.Atoi(f[len(f)-1]); err != nil || max < n+1 {
+		return nil, fmt.Errorf("redis-server takes at most %s clients here (its RLIMIT_NOFILE, less 32), not %d", f[len(f)-1], n+1)
+	}
+	workers, err := l.connectFrom(ctx, r.Addr(), n)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := l.Exec(ctx, "redis-cli", "-p", strconv.Itoa(port), "info", "clients")
+		if err != nil {
+			return nil, err
+		}
+		got := -1
+		for _, line := range strings.Split(string(out), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_clients:"); ok {
+				got, _ = strconv.Atoi(v)
+			}
+		}
+		if got-1 >= n { // redis-cli itself is one
+			l.Logf("%d connections to redis-server on port %d, made by %d client workers", n, port, workers)
+			return r, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("redis-server counts %d of %d clients after 2 minutes: %s", got-1, n, out)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

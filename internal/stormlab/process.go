@@ -207,11 +207,17 @@ func (r *Redis) Addr() string { return fmt.Sprintf("127.0.0.1:%d", r.Port) }
 // StartRedis runs redis-server inside the namespace on 127.0.0.1:port with
 // the given tcp-backlog, no persistence, and waits until it answers PING.
 func (l *Lab) StartRedis(ctx context.Context, port, backlog int) (*Redis, error) {
+	return l.StartRedisArgs(ctx, port, backlog)
+}
+
+// StartRedisArgs is StartRedis with more arguments for redis-server
+// (later ones win: "--maxclients", "50000").
+func (l *Lab) StartRedisArgs(ctx context.Context, port, backlog int, extra ...string) (*Redis, error) {
 	dir, err := os.MkdirTemp(l.Dir, "redis-")
 	if err != nil {
 		return nil, err
 	}
-	p, err := l.Start("redis-server",
+	p, err := l.Start("redis-server", append([]string{
 		"--port", strconv.Itoa(port),
 		"--tcp-backlog", strconv.Itoa(backlog),
 		"--save", "",
@@ -222,7 +228,7 @@ func (l *Lab) StartRedis(ctx context.Context, port, backlog int) (*Redis, error)
 		"--dir", dir,
 		"--maxclients", "10000",
 		"--loglevel", "warning",
-	)
+	}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

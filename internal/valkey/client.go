@@ -24,9 +24,11 @@ import (
 // (CLIENT SETNAME), so that CLIENT LIST shows who it is.
 const ClientName = "stormwatch"
 
-// killBatch caps the CLIENT KILL commands sent in one pipeline: valkey-go
-// moves a pipeline of BlockingPipeline (2000) commands or more to a
-// dedicated connection, which the one-connection gate would refuse.
+// killBatch caps the ids of one CLIENT KILL ID command, and the CLIENT
+// KILL commands sent in one pipeline to a server that takes one id per
+// command: valkey-go moves a pipeline of BlockingPipeline (2000) commands
+// or more to a dedicated connection, which the one-connection gate would
+// refuse.
 const killBatch = 1000
 
 // ioBuffer is the read and write buffer of the connection: INFO is ~4 KiB,
@@ -85,6 +87,7 @@ type Client struct {
 	refusedFull atomic.Bool // the last connection was refused at maxclients
 	infoSplit   atomic.Bool // the server takes one INFO section per command
 	configSplit atomic.Bool // the server takes one CONFIG GET parameter per command
+	killSplit   atomic.Bool // the server takes one id per CLIENT KILL ID
 }
 
 // dialingConn marks Client.live while a dial is under way.
@@ -109,6 +112,19 @@ func New(cfg Config) (*Client, error) {
 		dialer: net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 15 * time.Second},
 		now:    time.Now,
 	}
+	return c, nil
+}
+
+// NewWithDial is New with dial opening the TCP connection instead of a
+// net.Dialer with Config.DialTimeout (whose deadline still bounds the
+// call through its context): for a caller that reaches the server inside
+// another network namespace, or through a socket it prepares itself.
+func NewWithDial(cfg Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*Client, error) {
+	c, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.dialNet = dial
 	return c, nil
 }
 
@@ -810,11 +826,17 @@ func (c *Client) Clients(ctx context.Context) ([]ClientInfo, error) {
 	return list, err
 }
 
-// Kill closes the connections with the given ids (CLIENT KILL ID, one
-// command per id, pipelined: a CLIENT KILL with several ID filters kills
-// only the last on Redis 7.0 and Valkey 8.0) and returns how many the
-// server closed. An id that is gone counts 0. The Client's own connection
-// is never closed (the server skips the caller). ids must be positive.
+// Kill closes the connections with the given ids and returns how many
+// the server closed. An id that is gone counts 0. The Client's own
+// connection is never closed (the server skips the caller). ids must be
+// positive.
+//
+// It sends one CLIENT KILL ID id1 id2 … per killBatch ids, which Valkey
+// takes since 8.1. An older server answers that form with a syntax error
+// (Redis 7.0; a CLIENT KILL with several ID filters kills only the last
+// on Redis 7.0 and Valkey 8.0, so that form is never sent): the Client
+// then remembers it and sends one CLIENT KILL ID per id, pipelined — the
+// same single round trip per batch.
 func (c *Client) Kill(ctx context.Context, ids ...int64) (int, error) {
 	for _, id := range ids {
 		if id <= 0 {
@@ -826,6 +848,21 @@ func (c *Client) Kill(ctx context.Context, ids ...int64) (int, error) {
 		batch := ids[:min(len(ids), killBatch)]
 		ids = ids[len(batch):]
 		err := c.do(ctx, "CLIENT KILL", func(vc vk.Client) error {
+			if len(batch) > 1 && !c.killSplit.Load() {
+				args := make([]string, len(batch))
+				for i, id := range batch {
+					args[i] = strconv.FormatInt(id, 10)
+				}
+				n, err := vc.Do(ctx, vc.B().Arbitrary("CLIENT", "KILL", "ID").Args(args...).Build()).AsInt64()
+				if err == nil {
+					killed += int(n)
+					return nil
+				}
+				if !syntaxError(err) || !c.connected() {
+					return err
+				}
+				c.killSplit.Store(true) // one id per CLIENT KILL before Valkey 8.1
+			}
 			cmds := make(vk.Commands, len(batch))
 			for i, id := range batch {
 				cmds[i] = vc.B().ClientKill().Id(id).Build()
@@ -844,4 +881,11 @@ func (c *Client) Kill(ctx context.Context, ids ...int64) (int, error) {
 		}
 	}
 	return killed, nil
+}
+
+// syntaxError reports whether err is the server's "ERR syntax error"
+// reply.
+func syntaxError(err error) bool {
+	ve, ok := valkeyErr(err)
+	return ok && strings.Contains(strings.ToLower(ve.Error()), "syntax error")
 }
