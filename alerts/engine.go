@@ -280,10 +280,47 @@ func (e *Engine) Eval(now time.Time, h *collector.History) ([]Transition, error)
 // Engine's.
 var errOtherVocabulary = errors.New("rule compiled for another vocabulary than the engine's")
 
-// instance is one entity a rule is judged for.
+// instance is one entity a rule is judged for: the rule's own labels and,
+// for an entity, its label values. Its fingerprint and labels are built
+// only when asked for (an alert or no data), not for every entity a rule
+// finds quiet.
 type instance struct {
-	fp     string
-	labels func() map[string]string // the labels of a new alert
+	rule   *Rule
+	baseFP string
+	sv     *scopeVocab // nil for the host
+	lv     []string
+}
+
+// fp is the alert's fingerprint: the rule's, and the entity's labels.
+func (in instance) fp() string {
+	if in.sv == nil {
+		return in.baseFP
+	}
+	n := len(in.baseFP)
+	for i, l := range in.sv.labels {
+		n += len(l.name) + len(in.lv[i]) + 2
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(in.baseFP)
+	for i, l := range in.sv.labels {
+		b.WriteString("\xff")
+		b.WriteString(l.name)
+		b.WriteByte('=')
+		b.WriteString(in.lv[i])
+	}
+	return b.String()
+}
+
+// labels are the labels of a new alert.
+func (in instance) labels() map[string]string {
+	labels := in.rule.baseLabels()
+	if in.sv != nil {
+		for i, l := range in.sv.labels {
+			labels[l.name] = in.lv[i]
+		}
+	}
+	return labels
 }
 
 // each calls f with every instance of r's scope in the latest Snapshot,
@@ -303,7 +340,7 @@ func (e *Engine) each(r *Rule, baseFP string, f func(instance)) (bool, error) {
 	}
 	if sv.kind == 0 {
 		ev.setScope(sv)
-		f(instance{fp: baseFP, labels: r.baseLabels})
+		f(instance{rule: r, baseFP: baseFP})
 		return true, nil
 	}
 	t := ev.latest.Table(sv.kind)
@@ -312,19 +349,7 @@ func (e *Engine) each(r *Rule, baseFP string, f func(instance)) (bool, error) {
 	}
 	for row := range t.Len() {
 		ev.setEntity(sv, t, row)
-		lv := t.Labels(row)
-		var b strings.Builder
-		b.WriteString(baseFP)
-		for i, l := range sv.labels {
-			b.WriteString("\xff" + l.name + "=" + lv[i])
-		}
-		f(instance{fp: b.String(), labels: func() map[string]string {
-			labels := r.baseLabels()
-			for i, l := range sv.labels {
-				labels[l.name] = lv[i]
-			}
-			return labels
-		}})
+		f(instance{rule: r, baseFP: baseFP, sv: sv, lv: t.Labels(row)})
 	}
 	return true, nil
 }
@@ -346,16 +371,17 @@ func (e *Engine) results(rs *ruleState) (outcome, error) {
 			if out.noData == nil {
 				out.noData = map[string]bool{}
 			}
-			out.noData[in.fp] = true
+			out.noData[in.fp()] = true
 		case holds:
 			// Labels are built once, for a new alert.
+			fp := in.fp()
 			var labels map[string]string
-			if a, ok := rs.alerts[in.fp]; ok {
+			if a, ok := rs.alerts[fp]; ok {
 				labels = a.Labels
 			} else {
 				labels = in.labels()
 			}
-			out.results = append(out.results, e.result(rs, in.fp, labels))
+			out.results = append(out.results, e.result(rs, fp, labels))
 		}
 	})
 	if eachErr != nil {

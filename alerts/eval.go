@@ -59,6 +59,10 @@ type evaluator struct {
 	sv       *scopeVocab // the scope being evaluated
 	row      int         // the entity's row in latest (-1: host)
 	joinRows []int       // rows of its joined entities (-1: none)
+	// joinMemo holds, per scope, the joined rows of every entity of the
+	// latest Snapshot (len(joins) per row, -2 not yet looked up): every
+	// rule of the scope looks them up once per evaluation, not each.
+	joinMemo map[Scope][]int
 	// taint is set when a function had no data during a run.
 	taint bool
 
@@ -82,6 +86,7 @@ func newEvaluator(vb *Vocabulary) *evaluator {
 		cache:    map[callKey]callResult{},
 		windows:  map[string]time.Duration{},
 		hostData: map[Scope]map[string]any{},
+		joinMemo: map[Scope][]int{},
 		row:      -1,
 	}
 	e.fns = funcs{
@@ -126,6 +131,9 @@ func (e *evaluator) reset(now time.Time, h *collector.History, staleAfter time.D
 	}
 	clear(e.cache)
 	clear(e.hostData)
+	for sc, m := range e.joinMemo {
+		e.joinMemo[sc] = m[:0]
+	}
 	for _, env := range e.envs {
 		env.hostSet = false
 	}
@@ -165,15 +173,30 @@ func (e *evaluator) setEntity(sv *scopeVocab, t *collector.Table, row int) {
 			f.SetString(labels[i])
 		}
 	}
-	for _, j := range sv.joins {
-		jr := -1
-		if jt := e.latest.Table(j.kind); jt != nil {
-			for _, cand := range j.Candidates(labels) {
-				if r, ok := jt.Find(cand); ok {
-					jr = r
-					break
+	if len(sv.joins) == 0 {
+		return
+	}
+	memo := e.joinMemo[sv.scope]
+	if n := t.Len() * len(sv.joins); len(memo) != n {
+		memo = slices.Grow(memo[:0], n)[:n]
+		for i := range memo {
+			memo[i] = -2
+		}
+		e.joinMemo[sv.scope] = memo
+	}
+	for ji, j := range sv.joins {
+		jr := memo[row*len(sv.joins)+ji]
+		if jr == -2 {
+			jr = -1
+			if jt := e.latest.Table(j.kind); jt != nil {
+				for _, cand := range j.Candidates(labels) {
+					if r, ok := jt.Find(cand); ok {
+						jr = r
+						break
+					}
 				}
 			}
+			memo[row*len(sv.joins)+ji] = jr
 		}
 		e.joinRows = append(e.joinRows, jr)
 		jv := env.val.Field(j.field)

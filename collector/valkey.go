@@ -265,7 +265,12 @@ func (s *ValkeySource) discover(snap *Snapshot) []valkey.Target {
 	pSlot, pidSlot, errSlot := slot(attrProcess), slot(attrPID), slot(attrOwnerError)
 	var ls []valkey.Listener
 	owners := ownerTable{}
+	hidden := map[string]error{} // one error per reason, not per listener
 	for r := range t.Len() {
+		reason := t.Attr(r, errSlot)
+		if reason == "" && !slices.Contains(valkey.ServerNames, t.Attr(r, pSlot)) {
+			continue // seen, and not a server: nothing for Discover
+		}
 		lab := t.Labels(r)
 		addr, err1 := netip.ParseAddr(lab[0])
 		port, err2 := strconv.ParseUint(lab[1], 10, 16)
@@ -274,8 +279,13 @@ func (s *ValkeySource) discover(snap *Snapshot) []valkey.Target {
 		}
 		ino := uint32(r + 1) // a stand-in: the rows are the listeners
 		ls = append(ls, valkey.Listener{Addr: addr, Port: uint16(port), Inode: ino})
-		if reason := t.Attr(r, errSlot); reason != "" {
-			owners[ino] = owner{err: fmt.Errorf("%w: %s", procfs.ErrOwnerHidden, reason)}
+		if reason != "" {
+			err, ok := hidden[reason]
+			if !ok {
+				err = fmt.Errorf("%w: %s", procfs.ErrOwnerHidden, reason)
+				hidden[reason] = err
+			}
+			owners[ino] = owner{err: err}
 			continue
 		}
 		pid, err := strconv.Atoi(t.Attr(r, pidSlot))

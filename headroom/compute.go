@@ -224,6 +224,7 @@ func (c *computer) queues() {
 			}
 			continue
 		}
+		c.figures = slices.Grow(c.figures, qi.table.Len())
 		for row := range qi.table.Len() {
 			if keep(qi, qi.table.Labels(row)) {
 				c.judge(n, row)
