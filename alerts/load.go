@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/common/model"
+	"github.com/stormwatch/stormwatch/collector"
 	"gopkg.in/yaml.v3"
 )
 
@@ -486,6 +488,8 @@ type checker struct {
 	mentions  []string
 	errs      []checkError
 	lookbacks map[Scope]time.Duration
+	// series are the values read over windows, by entity kind.
+	series map[string][]string
 }
 
 type checkError struct {
@@ -581,6 +585,13 @@ func (c *checker) call(name string, n *ast.CallNode, windows []int, counter bool
 			}
 			k := v.Scope
 			c.lookbacks[k] = max(c.lookbacks[k], time.Duration(d))
+			kind := cmp.Or(v.ref.Entity, collector.HostKind)
+			if c.series == nil {
+				c.series = map[string][]string{}
+			}
+			if !slices.Contains(c.series[kind], v.ref.Name) {
+				c.series[kind] = append(c.series[kind], v.ref.Name)
+			}
 		}
 	}
 	if name == "baseline_rate" && len(ds) == 2 && ds[1] >= ds[0] {
@@ -614,7 +625,7 @@ func (ld *loader) compile(r *Rule, sv *scopeVocab, n *yaml.Node) {
 		return
 	}
 	r.prog, r.refs, r.mentions = prog, c.refs, c.mentions
-	r.addLookbacks(c.lookbacks)
+	r.addLookbacks(c.lookbacks, c.series)
 	if r.Value == "" {
 		r.valueProg = deriveValue(r.Condition, sv)
 	}
@@ -636,7 +647,7 @@ func (ld *loader) compileValue(r *Rule, sv *scopeVocab, n *yaml.Node) {
 		return
 	}
 	r.valueProg = prog
-	r.addLookbacks(c.lookbacks)
+	r.addLookbacks(c.lookbacks, c.series)
 }
 
 // deriveValue compiles the left operand of the condition's first

@@ -77,6 +77,7 @@ type Rule struct {
 	description *template.Template
 	advice      *template.Template
 	lookbacks   map[Scope]time.Duration
+	series      map[string][]string // values read over windows, by entity kind
 	vocab       *Vocabulary
 	key         string
 }
@@ -100,12 +101,22 @@ func (r *Rule) Lookback() time.Duration {
 // attaches the rule to.
 func (r *Rule) Mentions() []string { return r.mentions }
 
-func (r *Rule) addLookbacks(m map[Scope]time.Duration) {
+func (r *Rule) addLookbacks(m map[Scope]time.Duration, series map[string][]string) {
 	for k, d := range m {
 		if r.lookbacks == nil {
 			r.lookbacks = map[Scope]time.Duration{}
 		}
 		r.lookbacks[k] = max(r.lookbacks[k], d)
+	}
+	for kind, names := range series {
+		if r.series == nil {
+			r.series = map[string][]string{}
+		}
+		for _, n := range names {
+			if !slices.Contains(r.series[kind], n) {
+				r.series[kind] = append(r.series[kind], n)
+			}
+		}
 	}
 }
 
@@ -121,15 +132,23 @@ func Lookback(rules []*Rule) time.Duration {
 // Retention returns what a History must keep for rules, sampled every
 // interval: host values for the longest window over a host series, an
 // entity kind's values for the longest window over a series of that kind,
-// each plus two intervals so the window's oldest point is there.
+// each plus two intervals so the window's oldest point is there; and of
+// the Snapshots before the newest, only the series the windows read.
 func Retention(rules []*Rule, interval time.Duration) collector.Retention {
-	r := collector.Retention{Kinds: map[string]time.Duration{}}
+	r := collector.Retention{Kinds: map[string]time.Duration{}, Values: map[string][]string{}}
 	for _, rule := range rules {
 		for scope, d := range rule.lookbacks {
 			if scope == ScopeHost {
 				r.Host = max(r.Host, d)
 			} else {
 				r.Kinds[string(scope)] = max(r.Kinds[string(scope)], d)
+			}
+		}
+		for kind, names := range rule.series {
+			for _, n := range names {
+				if !slices.Contains(r.Values[kind], n) {
+					r.Values[kind] = append(r.Values[kind], n)
+				}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -18,6 +19,13 @@ type Retention struct {
 	// Kinds is how long the entities of each kind are kept; a kind not
 	// named keeps its entities in the newest Snapshot only.
 	Kinds map[string]time.Duration
+	// Values, when not nil, names the values of each kind (HostKind for
+	// the host's) that a Snapshot keeps once a newer one is added: the
+	// series the rules read over windows. The newest Snapshot keeps
+	// everything; an older one only these (the others read NaN), no
+	// attributes, no source results, and no table of a kind with none
+	// named. Nil keeps every value of every Snapshot.
+	Values map[string][]string
 }
 
 // minSnapshots is how many Snapshots a History keeps whatever the
@@ -34,6 +42,7 @@ type History struct {
 	buf   []*Snapshot // buf[head:] are held
 	head  int
 	kinds map[*Schema][]time.Duration // per kind index, resolved from ret
+	plans map[*Schema][]thinKind      // per kind index, resolved from ret.Values
 	// base is the number of Snapshots compacted out of buf; trimmed[k]
 	// counts the Snapshots (since the first) whose table k is dropped.
 	base    int
@@ -53,8 +62,10 @@ func (h *History) SetRetention(r Retention) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r.Kinds = maps.Clone(r.Kinds)
+	r.Values = cloneValues(r.Values)
 	h.ret = r
 	h.kinds = map[*Schema][]time.Duration{}
+	h.plans = map[*Schema][]thinKind{}
 	h.trimmed = nil // a longer retention must not skip what is held
 	h.trim()
 }
@@ -65,7 +76,50 @@ func (h *History) Retention() Retention {
 	defer h.mu.RUnlock()
 	r := h.ret
 	r.Kinds = maps.Clone(r.Kinds)
+	r.Values = cloneValues(r.Values)
 	return r
+}
+
+func cloneValues(v map[string][]string) map[string][]string {
+	if v == nil {
+		return nil
+	}
+	out := make(map[string][]string, len(v))
+	for k, names := range v {
+		out[k] = slices.Clone(names)
+	}
+	return out
+}
+
+// plan resolves Retention.Values for sc; nil when every value is kept.
+func (h *History) plan(sc *Schema) []thinKind {
+	if h.ret.Values == nil {
+		return nil
+	}
+	if p, ok := h.plans[sc]; ok {
+		return p
+	}
+	p := make([]thinKind, len(sc.kinds))
+	for i, k := range sc.kinds {
+		slots := make([]int, len(k.values))
+		for s := range slots {
+			slots[s] = -1
+		}
+		var keep []int
+		for _, name := range h.ret.Values[k.Name] {
+			if v, ok := sc.lookup(k.Name, name); ok && v.kind == i && slots[v.slot] < 0 {
+				slots[v.slot] = 0
+				keep = append(keep, v.slot)
+			}
+		}
+		slices.Sort(keep)
+		for j, sl := range keep {
+			slots[sl] = j
+		}
+		p[i] = thinKind{all: len(keep) == len(k.values) && len(keep) > 0, keep: keep, slots: slots}
+	}
+	h.plans[sc] = p
+	return p
 }
 
 func (h *History) kindRetention(sc *Schema) []time.Duration {
@@ -88,6 +142,18 @@ func (h *History) Add(s *Snapshot) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.buf = append(h.buf, s)
+	// The Snapshot s replaces as the newest keeps what the windows read.
+	if n := len(h.buf); n-h.head >= 2 {
+		if prev := h.buf[n-2]; prev.schema != nil {
+			if p := h.plan(prev.schema); p != nil {
+				var before *Snapshot
+				if n-h.head >= 3 {
+					before = h.buf[n-3]
+				}
+				h.buf[n-2] = prev.thin(p, before)
+			}
+		}
+	}
 	h.trim()
 }
 

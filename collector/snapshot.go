@@ -26,6 +26,7 @@ type Snapshot struct {
 
 	schema    *Schema
 	host      []float64
+	hostSlots []int // set on a thinned Snapshot: host slot → index in host, -1 dropped
 	hostAttrs []string
 	tables    []*Table    // by kind index; [0] (the host) unused; nil when absent
 	partTime  []time.Time // by part index: when the part's values were read
@@ -37,8 +38,12 @@ type Table struct {
 	kind   *kindInfo
 	n      int
 	labels []string  // n × len(Labels)
-	values []float64 // n × len(values)
-	attrs  []string  // n × len(attrs)
+	values []float64 // n × stride
+	attrs  []string  // n × len(attrs); nil on a thinned Table
+	// slots is set on a thinned Table: the kind's value slot → index in
+	// a row of values, -1 for a value it does not keep.
+	slots  []int
+	stride int
 }
 
 // SourceResult is how one source (or one target of a target source) fared
@@ -99,15 +104,22 @@ func (s *Snapshot) Get(name string) float64 {
 	if !ok || v.kind != 0 {
 		return NaN
 	}
-	return s.host[v.slot]
+	return s.Host(v.slot)
 }
 
 // Host returns the host value in slot.
-func (s *Snapshot) Host(slot int) float64 { return s.host[slot] }
+func (s *Snapshot) Host(slot int) float64 {
+	if s.hostSlots != nil {
+		if slot = s.hostSlots[slot]; slot < 0 {
+			return NaN
+		}
+	}
+	return s.host[slot]
+}
 
 // HostAttr returns the host attribute named name ("" when unset).
 func (s *Snapshot) HostAttr(name string) string {
-	if i := slices.Index(s.schema.kinds[0].attrs, name); i >= 0 {
+	if i := slices.Index(s.schema.kinds[0].attrs, name); i >= 0 && i < len(s.hostAttrs) {
 		return s.hostAttrs[i]
 	}
 	return ""
@@ -140,13 +152,13 @@ func (s *Snapshot) PartTime(p int) time.Time { return s.partTime[p] }
 // Value returns ref's value: the host's, or that of row of ref's kind.
 func (s *Snapshot) Value(ref ValueRef, row int) float64 {
 	if ref.KindIndex == 0 {
-		return s.host[ref.Slot]
+		return s.Host(ref.Slot)
 	}
 	t := s.Table(ref.KindIndex)
 	if t == nil || row < 0 || row >= t.n {
 		return NaN
 	}
-	return t.values[row*len(t.kind.values)+ref.Slot]
+	return t.Value(row, ref.Slot)
 }
 
 // Source returns the result of the named source, if it ran. For a target
@@ -179,13 +191,19 @@ func (t *Table) Labels(row int) []string {
 
 // Value returns the value in slot of entity row.
 func (t *Table) Value(row, slot int) float64 {
+	if t.slots != nil {
+		if slot = t.slots[slot]; slot < 0 {
+			return NaN
+		}
+		return t.values[row*t.stride+slot]
+	}
 	return t.values[row*len(t.kind.values)+slot]
 }
 
 // Attr returns the attribute in slot of entity row.
 func (t *Table) Attr(row, slot int) string {
 	na := len(t.kind.attrs)
-	if na == 0 {
+	if na == 0 || t.attrs == nil {
 		return ""
 	}
 	return t.attrs[row*na+slot]
@@ -379,6 +397,66 @@ func (s *Snapshot) without(k int) *Snapshot {
 	c.tables = slices.Clone(s.tables)
 	c.tables[k] = nil
 	return &c
+}
+
+// thinKind says what an older Snapshot keeps of one kind's values.
+type thinKind struct {
+	all   bool  // every value
+	keep  []int // else these slots, ascending (none: not the kind's table)
+	slots []int // slot → index in keep, -1 when dropped
+}
+
+// thin returns a copy of s keeping, of each kind, the values plan says
+// (by kind index), and no attributes and no source results: what an
+// older Snapshot of a History needs for the rules' windows. A table whose
+// entities are those of before's (the Snapshot preceding s, nil if none)
+// shares its labels.
+func (s *Snapshot) thin(plan []thinKind, before *Snapshot) *Snapshot {
+	c := *s
+	c.Sources, c.hostAttrs = nil, nil
+	if p := plan[0]; !p.all && s.hostSlots == nil {
+		c.hostSlots, c.host = p.slots, thinValues(p.keep, s.host, 1, len(s.host))
+	}
+	c.tables = slices.Clone(s.tables)
+	for k, t := range c.tables {
+		if t == nil || k == 0 || t.slots != nil {
+			continue
+		}
+		p := plan[k]
+		switch {
+		case p.all:
+			if t.attrs != nil {
+				tc := *t
+				tc.attrs = nil
+				c.tables[k] = &tc
+			}
+		case len(p.keep) == 0:
+			c.tables[k] = nil
+		default:
+			tc := *t
+			tc.attrs = nil
+			tc.slots, tc.stride = p.slots, len(p.keep)
+			tc.values = thinValues(p.keep, t.values, t.n, len(t.kind.values))
+			if before != nil && k < len(before.tables) {
+				if bt := before.tables[k]; bt != nil && slices.Equal(bt.labels, t.labels) {
+					tc.labels = bt.labels // most samples list the same entities
+				}
+			}
+			c.tables[k] = &tc
+		}
+	}
+	return &c
+}
+
+// thinValues copies the kept slots of n rows of stride values each.
+func thinValues(keep []int, values []float64, n, stride int) []float64 {
+	out := make([]float64, 0, n*len(keep))
+	for r := range n {
+		for _, sl := range keep {
+			out = append(out, values[r*stride+sl])
+		}
+	}
+	return out
 }
 
 // Builder makes Snapshots by value name: for fixtures, tests and

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -436,6 +437,9 @@ func listenerSnapshot(sec, n int) *Snapshot {
 		t.Set(row, lsnAcceptQueue, float64(i))
 		t.Set(row, lsnAcceptLimit, 511)
 		t.Set(row, lsnSockets, 1)
+		t.SetAttr(row, attrProcess, "redis-server")
+		t.SetAttr(row, attrPID, "4242")
+		t.SetAttr(row, attrState, "sleeping")
 	}
 	w.finish()
 	s.finish()
@@ -497,7 +501,12 @@ func TestHistoryMemoryBoundedByRules(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills 15 minutes of samples")
 	}
-	ret := Retention{Host: 15*time.Minute + 2*time.Second, Kinds: map[string]time.Duration{KindListener: 17 * time.Second}}
+	// What the built-in rules ask for (alerts.Retention), and the same
+	// keeping every value of every Snapshot.
+	ret := Retention{Host: 15*time.Minute + 2*time.Second, Kinds: map[string]time.Duration{KindListener: 17 * time.Second},
+		Values: map[string][]string{HostKind: {"passive_opens", "listen_overflows"}, KindListener: {"accept_queue", "accept_queue_fill"}}}
+	whole := ret
+	whole.Values = nil
 	heap := func(n int, r Retention) float64 {
 		h := NewHistory(r)
 		for sec := range 900 {
@@ -512,9 +521,72 @@ func TestHistoryMemoryBoundedByRules(t *testing.T) {
 	base := heap(0, ret)
 	for _, n := range []int{500, 2000, 5000} {
 		got := heap(n, ret) - base
-		t.Logf("%d listeners, 15 min: %.1f MiB above an empty history", n, got)
+		all := heap(n, whole) - base
+		t.Logf("%d listeners, 15 min: %.1f MiB above an empty history (%.1f MiB keeping every value)", n, got, all)
 		if limit := 10.0 * float64(n) / 2000; got > max(limit, 2) {
 			t.Errorf("%d listeners: %.1f MiB, want at most %.1f", n, got, limit)
 		}
+		if n > 0 && got >= all {
+			t.Errorf("%d listeners: %.1f MiB keeping the windows' series, no less than %.1f keeping everything", n, got, all)
+		}
+	}
+}
+
+// TestHistoryThin: once a newer Snapshot is added, an older one keeps only
+// the values Retention.Values names (the others read NaN), no attributes,
+// no source results and no table of a kind with none named; the newest
+// keeps everything, and a Snapshot handed out before is not changed.
+func TestHistoryThin(t *testing.T) {
+	ret := Retention{Host: time.Minute, Kinds: map[string]time.Duration{KindListener: time.Minute},
+		Values: map[string][]string{HostKind: {"passive_opens"}, KindListener: {"accept_queue"}}}
+	h := NewHistory(ret)
+	first := listenerSnapshot(1, 3)
+	first.Sources = []SourceResult{{Name: "listeners", Success: true}}
+	h.Add(first)
+	if h.Latest() != first {
+		t.Fatal("the newest Snapshot is not kept as it is")
+	}
+	h.Add(listenerSnapshot(2, 3))
+	old := h.All()[0]
+	if old == first {
+		t.Fatal("the older Snapshot was not thinned")
+	}
+	sc := DefaultSchema()
+	opens, _ := sc.Lookup(HostKind, "passive_opens")
+	overflows, _ := sc.Lookup(HostKind, "listen_overflows")
+	queue, _ := sc.Lookup(KindListener, "accept_queue")
+	limit, _ := sc.Lookup(KindListener, "accept_queue_limit")
+	procSlot := slices.Index(sc.Attrs(KindListener), attrProcess)
+	lt := old.Table(queue.KindIndex)
+	if lt == nil || lt.Len() != 3 {
+		t.Fatalf("older listener table %v, want 3 rows", lt)
+	}
+	got := []float64{old.Value(opens, -1), old.Value(queue, 2), lt.Value(2, queue.Slot)}
+	if diff := cmp.Diff([]float64{1, 2, 2}, got); diff != "" {
+		t.Errorf("kept values (-want +got):\n%s", diff)
+	}
+	for what, v := range map[string]float64{"listen_overflows": old.Value(overflows, -1), "accept_queue_limit": old.Value(limit, 1)} {
+		if Present(v) {
+			t.Errorf("older Snapshot keeps %s = %v, want NaN", what, v)
+		}
+	}
+	if a := lt.Attr(0, procSlot); a != "" || old.Sources != nil {
+		t.Errorf("older Snapshot keeps attribute %q and sources %v", a, old.Sources)
+	}
+	if row, ok := lt.Find([]string{"0.0.0.0", "1001"}); !ok || row != 1 {
+		t.Errorf("Find in a thinned table = %d, %v", row, ok)
+	}
+	// The Snapshot handed out is whole.
+	if v := first.Value(limit, 1); v != 511 || first.Table(queue.KindIndex).Attr(0, procSlot) != "redis-server" || first.Sources == nil {
+		t.Errorf("the first Snapshot was changed: limit %v", v)
+	}
+	if v := h.Latest().Value(limit, 1); v != 511 {
+		t.Errorf("newest accept_queue_limit %v, want 511", v)
+	}
+	// A kind no rule reads over a window has no table in older Snapshots.
+	h.SetRetention(Retention{Host: time.Minute, Kinds: ret.Kinds, Values: map[string][]string{HostKind: {"passive_opens"}}})
+	h.Add(listenerSnapshot(3, 3))
+	if tb := h.All()[1].Table(queue.KindIndex); tb != nil {
+		t.Errorf("listener table kept in an older Snapshot with no listener series named: %d rows", tb.Len())
 	}
 }

@@ -521,3 +521,37 @@ func TestNoNaNInJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestTrendRetained: over a History keeping what Retention says on top of
+// the rules' (older Snapshots keep only the series windows read), the
+// report and its trends are those of a History keeping everything.
+func TestTrendRetained(t *testing.T) {
+	var snaps []*collector.Snapshot
+	for i := range 11 {
+		s := host(at(float64(i)))
+		l := s.listener(6379)
+		l.AcceptLimit, l.AcceptQueue = 128, uint32(20+10*i)
+		l.SynRecv = uint32(5 * i)
+		snaps = append(snaps, s.snapshot())
+	}
+	last := snaps[len(snaps)-1]
+	in := Input{Now: last.Time.Add(200 * time.Millisecond), Host: "valkey-1", History: history(snaps...)}
+	want := Compute(in, opts(0.1))
+	// What the daemon keeps: no series for the rules (none read a
+	// window here), the trends' on top.
+	kept := collector.NewHistory(Retention(collector.DefaultSchema(), collector.Retention{Values: map[string][]string{}}, 0))
+	for _, s := range snaps {
+		kept.Add(s)
+	}
+	if kept.All()[0] == snaps[0] {
+		t.Fatal("the older Snapshots were not thinned")
+	}
+	in.History = kept
+	got := Compute(in, opts(0.1))
+	if diff := cmp.Diff(want, got, approx); diff != "" {
+		t.Errorf("report over the retained History (-whole +retained):\n%s", diff)
+	}
+	if got.Limiting == nil || got.Limiting.Trend == nil || got.Limiting.Trend.Points != 11 {
+		t.Errorf("limiting queue %+v, want a trend over 11 points", got.Limiting)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -224,12 +225,26 @@ func Retention(sc *collector.Schema, r collector.Retention, window time.Duration
 	for k, d := range r.Kinds {
 		kinds[k] = d
 	}
-	for _, it := range sc.Items() {
-		if it.Queue && it.Entity != "" {
-			kinds[it.Entity] = max(kinds[it.Entity], window)
+	var values map[string][]string
+	if r.Values != nil {
+		values = make(map[string][]string, len(r.Values)+2)
+		for k, names := range r.Values {
+			values[k] = slices.Clone(names)
 		}
 	}
-	r.Kinds = kinds
+	for _, it := range sc.Items() {
+		if !it.Queue {
+			continue
+		}
+		if it.Entity != "" {
+			kinds[it.Entity] = max(kinds[it.Entity], window)
+		}
+		// The trends fit the queue's value over the window.
+		if kind := cmp.Or(it.Entity, collector.HostKind); values != nil && !slices.Contains(values[kind], it.Value) {
+			values[kind] = append(values[kind], it.Value)
+		}
+	}
+	r.Kinds, r.Values = kinds, values
 	r.Host = max(r.Host, window)
 	return r
 }
