@@ -32,6 +32,9 @@ type WatchedSample struct {
 	Queue, Limit, SynRecv float64
 	// Overflows is stormwatch_tcp_listen_overflows_total.
 	Overflows float64
+	// Interval is the sampling interval in force after the sample
+	// (stormwatch_sample_interval_seconds), 0 when not exported.
+	Interval time.Duration
 }
 
 // NewWatcher watches d's figures for the listener on port.
@@ -90,6 +93,9 @@ func (w *Watcher) scrapeOnce() {
 		s.Limit, _ = e.Value("stormwatch_listener_accept_queue_limit", "port", w.port)
 		s.SynRecv, _ = e.Value("stormwatch_listener_syn_recv", "port", w.port)
 		s.Overflows, _ = e.Value("stormwatch_tcp_listen_overflows_total")
+		if v, ok := e.Value("stormwatch_sample_interval_seconds"); ok {
+			s.Interval = time.Duration(v * float64(time.Second))
+		}
 		w.samples = append(w.samples, s)
 	}
 	for _, a := range e["stormwatch_alerts"] {
