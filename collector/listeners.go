@@ -272,6 +272,23 @@ func SynRecvRan(s *Snapshot) bool {
 	return s.PartTime(p).Equal(s.Time)
 }
 
+// UsePerFamilyDumps makes the listeners source among sources dump each
+// address family on its own (SOCK_DIAG_BY_FAMILY), as it does on a
+// kernel that refuses the one-walk TCPDIAG_GETSOCK request: for tools
+// that compare the two (stormlab bench). It reports whether sources held
+// a listeners source.
+func UsePerFamilyDumps(sources []Source) bool {
+	for _, s := range sources {
+		if l, ok := s.(*listenerSource); ok {
+			l.mu.Lock()
+			l.legacy = false
+			l.mu.Unlock()
+			return true
+		}
+	}
+	return false
+}
+
 // SynQueueLimit approximates how many half-open handshakes listener l
 // holds before the kernel answers with cookies or drops SYNs
 // (tcp_conn_request): the queue is full once it holds more than the

@@ -447,9 +447,10 @@ type sampleLoop struct {
 	lastEvalErr  string
 	evalFailures atomic.Uint64
 
-	stormUntil time.Time    // the storm interval holds until then
-	inStorm    bool         // as of the last tick
-	current    atomic.Int64 // the interval in force, for the gauge (0: interval)
+	stormUntil time.Time     // the storm interval holds until then
+	inStorm    bool          // as of the last tick
+	current    atomic.Int64  // the interval in force, for the gauge (0: interval)
+	samples    atomic.Uint64 // cycles sampled
 }
 
 // stormCalm is how long the storm interval holds after the last storm
@@ -466,6 +467,8 @@ var (
 		"Evaluations in which at least one rule failed (its alerts were left as they were).", nil, nil)
 	intervalDesc = prometheus.NewDesc("stormwatch_sample_interval_seconds",
 		"The sampling interval in force: --collect.storm-interval while a storm signal or an alert is active and for 10 s after, --collect.interval otherwise.", nil, nil)
+	samplesDesc = prometheus.NewDesc("stormwatch_samples_total",
+		"Sampling cycles run (its rate is the sampling frequency).", nil, nil)
 )
 
 func (l *sampleLoop) run(ctx context.Context) {
@@ -541,6 +544,7 @@ func (l *sampleLoop) observeStorm(now time.Time, snap *collector.Snapshot) {
 func (l *sampleLoop) tick(ctx context.Context) bool {
 	now := time.Now()
 	snap := l.sampler.Sample(ctx, now)
+	l.samples.Add(1)
 	if ctx.Err() != nil {
 		return false // cut short by shutdown: judge nothing from it
 	}
@@ -650,6 +654,7 @@ func (l *sampleLoop) logTransition(tr alerts.Transition) {
 func (l *sampleLoop) Describe(ch chan<- *prometheus.Desc) {
 	ch <- evalFailDesc
 	ch <- intervalDesc
+	ch <- samplesDesc
 }
 
 func (l *sampleLoop) Collect(ch chan<- prometheus.Metric) {
@@ -659,6 +664,7 @@ func (l *sampleLoop) Collect(ch chan<- prometheus.Metric) {
 		cur = l.interval
 	}
 	ch <- prometheus.MustNewConstMetric(intervalDesc, prometheus.GaugeValue, cur.Seconds())
+	ch <- prometheus.MustNewConstMetric(samplesDesc, prometheus.CounterValue, float64(l.samples.Load()))
 }
 
 // notifierCollector exports the Alertmanager notifier's counters.

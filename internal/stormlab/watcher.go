@@ -35,6 +35,9 @@ type WatchedSample struct {
 	// Interval is the sampling interval in force after the sample
 	// (stormwatch_sample_interval_seconds), 0 when not exported.
 	Interval time.Duration
+	// Seq is stormwatch_samples_total as of the sample: consecutive
+	// samples differ by one (0 when not exported).
+	Seq float64
 }
 
 // NewWatcher watches d's figures for the listener on port.
@@ -96,6 +99,7 @@ func (w *Watcher) scrapeOnce() {
 		if v, ok := e.Value("stormwatch_sample_interval_seconds"); ok {
 			s.Interval = time.Duration(v * float64(time.Second))
 		}
+		s.Seq, _ = e.Value("stormwatch_samples_total")
 		w.samples = append(w.samples, s)
 	}
 	for _, a := range e["stormwatch_alerts"] {
@@ -130,4 +134,25 @@ func (w *Watcher) FirstAlert(name, state string) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.alerts[[2]string{name, state}]
+}
+
+// Gaps returns the time between each pair of consecutive daemon samples
+// the watcher saw both of (their stormwatch_samples_total differ by one),
+// from is to to, and how many samples the daemon took in that span.
+func (w *Watcher) Gaps(from, to time.Time) (gaps []time.Duration, samples int) {
+	var first, last float64
+	ss := w.Samples()
+	for i, s := range ss {
+		if s.Time.Before(from) || s.Time.After(to) {
+			continue
+		}
+		if first == 0 {
+			first = s.Seq
+		}
+		last = s.Seq
+		if i > 0 && s.Seq == ss[i-1].Seq+1 && !ss[i-1].Time.Before(from) {
+			gaps = append(gaps, s.Time.Sub(ss[i-1].Time))
+		}
+	}
+	return gaps, int(last - first)
 }
