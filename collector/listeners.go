@@ -169,6 +169,12 @@ const (
 	// intervalSlack lets a dump due at SynRecvInterval run on the tick that
 	// lands a little early.
 	intervalSlack = 100 * time.Millisecond
+
+	// ownerStateInterval is the least time between two looks at the
+	// listeners' owners. Their states matter over seconds (a server
+	// stopped for the 5 s AcceptQueueStalled judges), so at the storm
+	// interval looking every cycle would only multiply the /proc reads.
+	ownerStateInterval = 900 * time.Millisecond
 )
 
 // Values of the syn_recv_reason attribute.
@@ -365,9 +371,10 @@ type listenerSource struct {
 	synConn sockdiag.Conn // the SYN_RECV dumps' connection, while not out
 	// owners finds the processes holding the listeners (nil: not looked
 	// up).
-	owners *ownerCache
-	inodes []uint32
-	busy   map[int]bool
+	owners   *ownerCache
+	ownersAt time.Time // the last look at them
+	inodes   []uint32
+	busy     map[int]bool
 
 	// Carried between cycles.
 	cadence  synRecvCadence
@@ -861,11 +868,16 @@ func (l *listenerSource) publish(w *Writer, synRecvKnown bool) {
 }
 
 // updateOwners looks up the owners of the kept listeners (see
-// ownerCache), reading again the state of those with a queue.
+// ownerCache), reading again the state of those with a queue, at most
+// every ownerStateInterval.
 func (l *listenerSource) updateOwners(now time.Time) {
 	if l.owners == nil {
 		return
 	}
+	if !l.ownersAt.IsZero() && now.After(l.ownersAt) && now.Sub(l.ownersAt) < ownerStateInterval {
+		return
+	}
+	l.ownersAt = now
 	l.inodes = l.inodes[:0]
 	clear(l.busy)
 	for _, i := range l.order {
