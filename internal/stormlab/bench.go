@@ -73,8 +73,9 @@ type DaemonUsage struct {
 type IntervalStats struct {
 	Window  time.Duration
 	Samples int // cycles the daemon ran
-	// Mean is Window / Samples; Median, P99 and Max are of the gaps
-	// between consecutive samples a scrape every 25 ms saw both of.
+	// Mean is the time between the first and the last sample seen over
+	// the cycles between them; Median, P99 and Max are of the gaps between
+	// consecutive samples a scrape every 25 ms saw both of.
 	Mean, Median, P99, Max time.Duration
 	Gaps                   int
 	SynRecvDumps, Timeouts int
@@ -367,11 +368,11 @@ func benchLoad(ctx context.Context, cfg BenchConfig, lab *Lab, bw *Worker, pop *
 		if err != nil {
 			return IntervalStats{}, err
 		}
-		gaps, samples := w.Gaps(from, to)
+		gaps, span, samples := w.Gaps(from, to)
 		st := IntervalStats{Window: to.Sub(from), Samples: samples, Gaps: len(gaps),
 			SynRecvDumps: int(m1[0] - m0[0]), Timeouts: int(m1[1] - m0[1])}
 		if samples > 0 {
-			st.Mean = st.Window / time.Duration(samples)
+			st.Mean = span / time.Duration(samples)
 		}
 		if len(gaps) > 0 {
 			slices.Sort(gaps)

@@ -138,21 +138,26 @@ func (w *Watcher) FirstAlert(name, state string) time.Time {
 
 // Gaps returns the time between each pair of consecutive daemon samples
 // the watcher saw both of (their stormwatch_samples_total differ by one),
-// from is to to, and how many samples the daemon took in that span.
-func (w *Watcher) Gaps(from, to time.Time) (gaps []time.Duration, samples int) {
-	var first, last float64
+// from is to to; and, of the samples seen in that span, the time from the
+// first to the last and how many cycles the daemon ran in it.
+func (w *Watcher) Gaps(from, to time.Time) (gaps []time.Duration, span time.Duration, cycles int) {
+	var first, last *WatchedSample
 	ss := w.Samples()
-	for i, s := range ss {
+	for i := range ss {
+		s := &ss[i]
 		if s.Time.Before(from) || s.Time.After(to) {
 			continue
 		}
-		if first == 0 {
-			first = s.Seq
+		if first == nil {
+			first = s
 		}
-		last = s.Seq
+		last = s
 		if i > 0 && s.Seq == ss[i-1].Seq+1 && !ss[i-1].Time.Before(from) {
 			gaps = append(gaps, s.Time.Sub(ss[i-1].Time))
 		}
 	}
-	return gaps, int(last - first)
+	if first == nil {
+		return nil, 0, 0
+	}
+	return gaps, last.Time.Sub(first.Time), int(last.Seq - first.Seq)
 }
