@@ -164,9 +164,13 @@ func startSynRecvDumper(cost costFunc) *synRecvDumper {
 	}
 	go func() {
 		defer close(d.exited)
-		// Never unlocked: the thread ends with the goroutine, so its CPU
-		// clock only ever counts dumps.
+		// One thread for every dump, so that the thread CPU clock read
+		// around a dump counts that dump. Unlocked at the end, so the
+		// thread lives on: a locked goroutine that exits takes its thread
+		// with it, and a child process started from that thread (its
+		// parent as far as PR_SET_PDEATHSIG goes) would be killed.
 		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		for j := range d.jobs {
 			jctx, cancel := context.WithTimeout(ctx, j.timeout)
 			j.cost = cost(func() { j.run(jctx) })

@@ -77,19 +77,13 @@ func waitFiring(t *testing.T, d *stormlab.Daemon, timeout time.Duration, name st
 	return a
 }
 
-// readAlerts reads the daemon's alerts, trying again for a moment on a
-// failed request (a loaded machine has reset the lab's HTTP connection to
-// the daemon in about one run out of ten).
+// readAlerts reads the daemon's alerts.
 func readAlerts(t *testing.T, d *stormlab.Daemon) []stormlab.Alert {
 	t.Helper()
-	var alerts []stormlab.Alert
-	eventually(t, 3*time.Second, "reading /api/v1/alerts", func() error {
-		var err error
-		if alerts, err = d.Alerts(); err != nil {
-			t.Logf("GET /api/v1/alerts: %v (trying again)", err)
-		}
-		return err
-	})
+	alerts, err := d.Alerts()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return alerts
 }
 
@@ -136,12 +130,7 @@ func TestSynFloodAlertLatency(t *testing.T) {
 			a := waitFiring(t, d, 15*time.Second, "SynQueueNearFull", listener)
 			seen := time.Now()
 			cookies, _ := stormlab.FindAlert(readAlerts(t, d), "SynCookiesSent", "firing", nil)
-			var x stormlab.Exposition
-			eventually(t, 3*time.Second, "scraping the daemon", func() error {
-				var err error
-				x, err = d.Scrape()
-				return err
-			})
+			x := scrape(t, d)
 			s.Stop()
 			samples, err := probe.Stop()
 			if err != nil {
