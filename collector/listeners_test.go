@@ -1077,7 +1077,7 @@ func TestListenersBudgetByCPU(t *testing.T) {
 	if c := src.cadence.lastCost; c >= 50*time.Millisecond {
 		t.Errorf("a dump that waited 100 ms for the kernel cost %v of CPU", c)
 	}
-	if cpu := time.Duration(src.cpu); cpu <= 0 {
+	if cpu := src.cpu; cpu <= 0 {
 		t.Errorf("syn_recv_dump_cpu %v, want the dumps' CPU time", cpu)
 	}
 }
