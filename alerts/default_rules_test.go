@@ -1,7 +1,9 @@
 package alerts
 
 import (
+	"maps"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -17,9 +19,13 @@ const stormStart = 900
 // host fills a Snapshot of a Valkey host at second sec: calm until
 // stormStart, then a reconnect storm that fills the accept queue, the SYN
 // queue and the conntrack table at known times.
-func host(sec int) *collector.Snapshot {
-	return snap(sec, func(s *fixture) {
-		d := float64(max(sec-stormStart, 0))
+func host(sec int) *collector.Snapshot { return hostAt(float64(sec)) }
+
+// hostAt is host at any time, in seconds from t0.
+func hostAt(sec float64) *collector.Snapshot {
+	fx := &fixture{vals: map[string]float64{}}
+	func(s *fixture) {
+		d := max(sec-stormStart, 0)
 		s.Sysctl("net.core.somaxconn", 4096)
 		s.Sysctl("net.ipv4.tcp_max_syn_backlog", 4096)
 		s.Sysctl("net.ipv4.tcp_syncookies", 1)
@@ -28,24 +34,25 @@ func host(sec int) *collector.Snapshot {
 		s.Set("conntrack_drop", 0)
 		s.Set("conntrack_early_drop", 0)
 		s.Set("conntrack_insert_failed", 0)
-		s.Set("passive_opens", 100*float64(sec)+4900*d)
+		s.Set("passive_opens", 100*sec+4900*d)
 		s.Set("established", 500)
 		// The accept queue of 6379 (limit 511) grows 40/s: full at
 		// 912.8s, so overflows are counted from 913s.
 		queue := math.Min(40*d, 512)
-		s.Set("listen_overflows", 1000*float64(max(sec-912, 0)))
+		s.Set("listen_overflows", 1000*max(sec-912, 0))
 		// Its SYN queue grows 30/s: over the limit at 917s, answered with
 		// cookies from then on.
 		synRecv := math.Min(30*d, 520)
-		s.Set("syncookies_sent", 500*float64(max(sec-916, 0)))
-		s.Set("syn_queue_cookies", 500*float64(max(sec-916, 0)))
+		s.Set("syncookies_sent", 500*max(sec-916, 0))
+		s.Set("syn_queue_cookies", 500*max(sec-916, 0))
 		s.Set("syn_queue_drops", 0)
 		s.SynRecv = synRan
 		s.Listeners = []collector.Listener{
 			listener("0.0.0.0", 22, 0, 128, 0),
 			listener("0.0.0.0", 6379, uint32(queue), 511, uint32(synRecv)),
 		}
-	})
+	}(fx)
+	return fx.build(t0.Add(time.Duration(sec * float64(time.Second))))
 }
 
 // overflows says when each queue overflows in the storm above.
@@ -81,16 +88,20 @@ func TestDefaultRulesStorm(t *testing.T) {
 		}
 	}
 	want := map[string]int{
-		"ConnectionRateSurge/warning":          902,
-		"AcceptQueueFullSoon/warning/6379":     908,
+		"ConnectionRateSurge/warning": 902,
+		// Its "for" went from 2 s to 1 s (see the rule): one second of
+		// lead back.
+		"AcceptQueueFullSoon/warning/6379":     907,
 		"ConntrackFullSoon/warning":            913,
 		"AcceptQueueNearFull/warning/6379":     911,
 		"AcceptQueueOverflowing/critical/6379": 913,
 		"ListenOverflows/warning":              913,
-		"SynQueueNearFull/warning/6379":        915,
-		"SynCookiesSent/warning":               917,
-		"ConntrackTableNearFull/warning":       943,
-		"ConntrackTableNearFull/critical":      946,
+		// No "for" any more (see the rule): it fires on the first sample
+		// that finds the queue 80% full (30·14 = 420 of 511).
+		"SynQueueNearFull/warning/6379":   914,
+		"SynCookiesSent/warning":          917,
+		"ConntrackTableNearFull/warning":  943,
+		"ConntrackTableNearFull/critical": 946,
 	}
 	if diff := cmp.Diff(want, fired); diff != "" {
 		t.Errorf("first firing second (-want +got):\n%s", diff)
@@ -109,6 +120,69 @@ func TestDefaultRulesStorm(t *testing.T) {
 			t.Errorf("%s fired at %ds, want before the %s overflows at %ds", id, sec, queue, overflows[queue])
 		}
 	}
+}
+
+// TestDefaultRulesStormFineSampling runs the same storm sampled as the
+// daemon samples it: every second while calm, every 250 ms (storm mode)
+// from the storm's start. Rules' "for" and windows are in seconds, so the
+// same alerts fire, none later than at one sample a second, and every
+// early warning before its queue overflows.
+func TestDefaultRulesStormFineSampling(t *testing.T) {
+	firstFiring := func(step func(sec int) []float64) map[string]float64 {
+		e := NewEngine(DefaultRules(), Options{})
+		h := history()
+		fired := map[string]float64{}
+		for sec := range stormStart + 60 {
+			for _, at := range step(sec) {
+				h.Add(hostAt(at))
+				trs, err := e.Eval(t0.Add(time.Duration(at*float64(time.Second))), h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, tr := range trs {
+					id := tr.Alert.Name() + "/" + tr.Alert.Labels["severity"]
+					if p := tr.Alert.Labels["port"]; p != "" {
+						id += "/" + p
+					}
+					if _, seen := fired[id]; tr.To == StateFiring && !seen {
+						fired[id] = at
+					}
+				}
+			}
+		}
+		return fired
+	}
+	coarse := firstFiring(func(sec int) []float64 { return []float64{float64(sec)} })
+	fine := firstFiring(func(sec int) []float64 {
+		if sec < stormStart {
+			return []float64{float64(sec)}
+		}
+		s := float64(sec)
+		return []float64{s, s + 0.25, s + 0.5, s + 0.75}
+	})
+	if diff := cmp.Diff(slices.Sorted(maps.Keys(coarse)), slices.Sorted(maps.Keys(fine))); diff != "" {
+		t.Errorf("alerts fired at 1 Hz and at 4 Hz differ (-1 Hz +4 Hz):\n%s", diff)
+	}
+	// Earlier is fine: a fit over the window weighs the storm's denser
+	// samples more (ConntrackFullSoon comes about 2 s sooner).
+	for id, c := range coarse {
+		if f, ok := fine[id]; ok && f > c {
+			t.Errorf("%s fired at %.2fs sampled at 4 Hz, %.0fs at 1 Hz: want no later", id, f, c)
+		}
+	}
+	for id, queue := range map[string]string{
+		"ConnectionRateSurge/warning":      "accept queue",
+		"AcceptQueueFullSoon/warning/6379": "accept queue",
+		"AcceptQueueNearFull/warning/6379": "accept queue",
+		"SynQueueNearFull/warning/6379":    "SYN queue",
+		"ConntrackFullSoon/warning":        "conntrack",
+		"ConntrackTableNearFull/warning":   "conntrack",
+	} {
+		if at, ok := fine[id]; !ok || at >= float64(overflows[queue]) {
+			t.Errorf("%s fired at %.2fs at 4 Hz, want before the %s overflows at %ds", id, at, queue, overflows[queue])
+		}
+	}
+	t.Logf("first firing at 4 Hz: %v", fine)
 }
 
 // TestDefaultRulesCalmHost checks that a healthy, busy host raises

@@ -74,7 +74,7 @@ type evaluator struct {
 	span     float64
 	windows  map[string]time.Duration
 	ser      series
-	buf      []float64
+	buf      []rateSpan
 	hostData map[Scope]map[string]any
 	vm       vm.VM
 }

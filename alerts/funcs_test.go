@@ -233,6 +233,49 @@ func TestMedianRate(t *testing.T) {
 	if got, _ := short.medianRate(nil); !math.IsNaN(got) {
 		t.Errorf("two points: %g, want NaN", got)
 	}
+	// 9 s of intervals are not a baseline; 10 s are.
+	nine := &series{}
+	for i := range 10 {
+		nine.add(float64(i), float64(5*i))
+	}
+	if got, _ := nine.medianRate(nil); !math.IsNaN(got) {
+		t.Errorf("9 s of intervals: %g, want NaN", got)
+	}
+	nine.add(10, 50)
+	if got, _ := nine.medianRate(nil); got != 5 {
+		t.Errorf("10 s of intervals: %g, want 5", got)
+	}
+}
+
+// TestMedianRateSampling: 11 calm minutes at 5/s sampled every second,
+// then a 3-minute storm at 500/s sampled every 250 ms (storm mode): the
+// storm has four times the points but a fifth of the time, and the
+// baseline stays the calm rate.
+func TestMedianRateSampling(t *testing.T) {
+	s := &series{}
+	v := 0.0
+	for i := 0; i <= 660; i++ {
+		s.add(float64(i), v)
+		v += 5
+	}
+	v -= 5
+	for i := 1; i <= 720; i++ {
+		v += 500 * 0.25
+		s.add(660+float64(i)*0.25, v)
+	}
+	if got, _ := s.medianRate(nil); got != 5 {
+		t.Errorf("baseline after a finely sampled storm: %g, want 5", got)
+	}
+	// Equal intervals: the plain median, the mean of the middle two for an
+	// even count.
+	even := &series{}
+	for i, x := range []float64{0, 1, 3, 6, 10, 15, 21, 28, 36, 45, 55} {
+		even.add(float64(i), x)
+	}
+	// Rates 1..10: median (5+6)/2.
+	if got, _ := even.medianRate(nil); got != 5.5 {
+		t.Errorf("rates 1..10: median %g, want 5.5", got)
+	}
 }
 
 func TestTemplateFuncs(t *testing.T) {

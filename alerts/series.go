@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"cmp"
 	"math"
 	"slices"
 )
@@ -136,30 +137,48 @@ func TimeToLimit(t, v []float64, limit float64) float64 {
 	return (limit - now) / slope
 }
 
-// minBaselineIntervals is how many sampling intervals a baseline needs
-// before it is trusted; with fewer, baseline_rate is no data.
-const minBaselineIntervals = 10
+// minBaselineSpan is how many seconds of intervals a baseline needs
+// before it is trusted (ten at the default 1 s); with less,
+// baseline_rate is no data.
+const minBaselineSpan = 10.0
+
+// rateSpan is the rate of one interval and the interval's length.
+type rateSpan struct{ rate, dt float64 }
 
 // medianRate returns the median of the per-second rates of a counter
-// between consecutive points: the host's typical rate, which a burst
-// covering less than half of the series does not move. buf is scratch
-// space; the result is NaN with fewer than minBaselineIntervals intervals.
-func (s *series) medianRate(buf []float64) (float64, []float64) {
+// between consecutive points, each weighted by its interval's length: the
+// host's typical rate, which a burst covering less than half of the time
+// does not move, however finely it was sampled (storm mode samples four
+// times as often: counted per point, a 3-minute storm would outweigh 11
+// calm minutes). buf is scratch space; the result is NaN with less than
+// minBaselineSpan seconds of intervals.
+func (s *series) medianRate(buf []rateSpan) (float64, []rateSpan) {
 	buf = buf[:0]
+	total := 0.0
 	for i := 1; i < len(s.v); i++ {
 		dt := s.t[i] - s.t[i-1]
 		if dt <= 0 {
 			continue
 		}
-		buf = append(buf, CounterDelta(s.v[i-1], s.v[i])/dt)
+		buf = append(buf, rateSpan{CounterDelta(s.v[i-1], s.v[i]) / dt, dt})
+		total += dt
 	}
-	if len(buf) < minBaselineIntervals {
+	const eps = 1e-9
+	if total < minBaselineSpan-eps {
 		return math.NaN(), buf
 	}
-	slices.Sort(buf)
-	m := len(buf) / 2
-	if len(buf)%2 == 1 {
-		return buf[m], buf
+	slices.SortFunc(buf, func(a, b rateSpan) int { return cmp.Compare(a.rate, b.rate) })
+	half, acc := total/2, 0.0
+	for i, r := range buf {
+		acc += r.dt
+		switch {
+		case acc > half+eps:
+			return r.rate, buf
+		case acc >= half-eps && i+1 < len(buf):
+			// Exactly half below: between this rate and the next, as the
+			// plain median of an even count.
+			return (r.rate + buf[i+1].rate) / 2, buf
+		}
 	}
-	return (buf[m-1] + buf[m]) / 2, buf
+	return buf[len(buf)-1].rate, buf
 }

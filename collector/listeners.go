@@ -23,8 +23,11 @@ import (
 // The listeners source: accept and SYN queues per listening address and
 // port, read with netlink sock_diag (internal/sockdiag). The LISTEN dump
 // runs every cycle; the SYN_RECV dump, which walks every TCP socket of the
-// host, on a cadence of its own (synRecvCadence). docs/design.md explains
-// the mapping of handshakes to listeners and the cadence.
+// host, on a cadence of its own (synRecvCadence), a goroutine of its own
+// and under a deadline of its own (listeners_synrecv.go). Both ask the
+// kernel for both address families in one walk (TCPDIAG_GETSOCK), or
+// per family where the kernel refuses that. docs/design.md explains the
+// mapping of handshakes to listeners and the cadence.
 
 // DialFunc opens a NETLINK_SOCK_DIAG connection. A connection meant for
 // dumps should be dialled with netlink.Config.MessageBufferSize set to
@@ -49,6 +52,9 @@ const (
 	lsnDumpNoBufs
 	lsnOwnerKnown
 	lsnOwnerStopped
+	lsnSynRecvTimeouts
+	lsnSynRecvCPU
+	lsnStormSignal
 )
 
 // partSynRecv is the part of the listeners source read by the SYN_RECV
@@ -81,7 +87,7 @@ var listenersDecl = &Declaration{
 			return ""
 		},
 	}},
-	HostAttrs: []string{"syn_recv_reason"},
+	HostAttrs: []string{"syn_recv_reason", attrSynRecvError},
 	Values: []Value{
 		lsnAcceptQueue: {Name: "accept_queue", Entity: KindListener, Kind: Gauge, Unit: "connections", Metric: "listener_accept_queue_length",
 			Help: "Completed handshakes waiting for accept() on the listener; it reaches limit+1 when full."},
@@ -116,6 +122,12 @@ var listenersDecl = &Declaration{
 			Help:       "The process holding the listener (1 when it could be seen: run with the privilege to see other processes' file descriptors), its pid and state (running, sleeping, stopped, uninterruptible sleep …)."},
 		lsnOwnerStopped: {Name: "owner_stopped", Entity: KindListener, Kind: Gauge,
 			Help: "1 when the process holding the listener is stopped (SIGSTOP, a debugger): it accepts nothing; 0 when it runs; no data when it cannot be seen"},
+		lsnSynRecvTimeouts: {Name: "syn_recv_dump_timeouts", Kind: Counter, Unit: "dumps", Metric: "syn_recv_dump_timeouts_total",
+			Help: "SYN_RECV dumps abandoned at their deadline (2 s); the SYN_RECV counts are no data until a dump completes. The listeners source itself still succeeds."},
+		lsnSynRecvCPU: {Name: "syn_recv_dump_cpu", Kind: Counter, Unit: "seconds", Metric: "syn_recv_dump_cpu_seconds_total",
+			Help: "CPU time of the SYN_RECV dumps (the dumping thread's, the kernel's walk of the socket table included): what their budget is judged by."},
+		lsnStormSignal: {Name: "storm_signal", Kind: Gauge, Unit: "boolean",
+			Help: "1 while a cheap storm signal is active (SYN cookies, SYN queue drops or accept queue overflows counted since the last cycle, passive opens above 50/s, an accept queue not empty, a SYN queue a tenth full at the last dump), 0 otherwise: what runs the SYN_RECV dump and the daemon's storm interval"},
 	},
 	Items: []Item{
 		{ID: "syn_queue", Section: "syn_queue", What: "SYN queue", Entity: KindListener, Unit: "half-open",
@@ -133,8 +145,16 @@ const (
 	passiveOpensFloor = 50.0
 
 	// synRecvCPUShare is the share of elapsed time that signalled SYN_RECV
-	// dumps may take, judged by the last dump's wall time.
+	// dumps may take, judged by the last dump's CPU time (the dumping
+	// thread's): the CPU a storm takes from the daemon stretches a dump's
+	// wall time, not its cost, so it does not starve the dumps when they
+	// matter.
 	synRecvCPUShare = 0.008
+
+	// minRateWindow is the shortest span the passive-open rate is judged
+	// over: at a sub-second interval, a handful of connections landing in
+	// one cycle would otherwise read as a storm.
+	minRateWindow = 900 * time.Millisecond
 
 	// synQueueFollowShare: while the last SYN_RECV dump found a listener's
 	// SYN queue at least 1/synQueueFollowShare full (its limit taken as the
@@ -149,6 +169,12 @@ const (
 	// intervalSlack lets a dump due at SynRecvInterval run on the tick that
 	// lands a little early.
 	intervalSlack = 100 * time.Millisecond
+
+	// ownerStateInterval is the least time between two looks at the
+	// listeners' owners. Their states matter over seconds (a server
+	// stopped for the 5 s AcceptQueueStalled judges), so at the storm
+	// interval looking every cycle would only multiply the /proc reads.
+	ownerStateInterval = 900 * time.Millisecond
 )
 
 // Values of the syn_recv_reason attribute.
@@ -156,6 +182,11 @@ const (
 	reasonSignal   = "signal"
 	reasonInterval = "interval"
 )
+
+// attrSynRecvError is the host attribute saying why the SYN_RECV part is
+// no data in this cycle when the source as a whole succeeded (a dump that
+// ran out of time); "" otherwise.
+const attrSynRecvError = "syn_recv_error"
 
 // errDumpInterrupted: the kernel kept flagging a dump inconsistent.
 var errDumpInterrupted = errors.New("sock_diag dump kept being interrupted (NLM_F_DUMP_INTR)")
@@ -247,6 +278,23 @@ func SynRecvRan(s *Snapshot) bool {
 	return s.PartTime(p).Equal(s.Time)
 }
 
+// UsePerFamilyDumps makes the listeners source among sources dump each
+// address family on its own (SOCK_DIAG_BY_FAMILY), as it does on a
+// kernel that refuses the one-walk TCPDIAG_GETSOCK request: for tools
+// that compare the two (stormlab bench). It reports whether sources held
+// a listeners source.
+func UsePerFamilyDumps(sources []Source) bool {
+	for _, s := range sources {
+		if l, ok := s.(*listenerSource); ok {
+			l.mu.Lock()
+			l.legacy = false
+			l.mu.Unlock()
+			return true
+		}
+	}
+	return false
+}
+
 // SynQueueLimit approximates how many half-open handshakes listener l
 // holds before the kernel answers with cookies or drops SYNs
 // (tcp_conn_request): the queue is full once it holds more than the
@@ -294,8 +342,12 @@ type listenerSource struct {
 	cfg  ListenerConfig
 	open func() (sockdiag.Conn, error)
 
-	mu   sync.Mutex // serialises Collect and Close
-	conn sockdiag.Conn
+	mu   sync.Mutex    // serialises Collect and Close
+	conn sockdiag.Conn // for the LISTEN dumps
+
+	// legacy is true until the kernel refuses the one-walk TCPDIAG_GETSOCK
+	// request; then each family is dumped on its own.
+	legacy bool
 
 	// Per-cycle scratch, reused.
 	cur        []Listener
@@ -304,27 +356,40 @@ type listenerSource struct {
 	hasFamily  [2]bool // a kept listener came from inetFamilies[i]
 	unmatched  int     // SYN_RECV requests with no kept listener
 	listenFn   func(sockdiag.Msg)
-	synRecvFn  func(sockdiag.Msg)
 	v6Disabled bool // the kernel has no AF_INET6 inet_diag
 	order      []int
-	// cost measures a SYN_RECV dump started at start, for its budget.
-	cost func(start time.Time) time.Duration
+	// cost runs a SYN_RECV dump and measures it, for its budget: the CPU
+	// time of the thread running it (threadCPUCost).
+	cost costFunc
+	// synTimeout bounds each SYN_RECV dump (synRecvTimeout).
+	synTimeout time.Duration
+
+	// The SYN_RECV dumps (listeners_synrecv.go).
+	dumper  *synRecvDumper
+	job     *synRecvJob   // nil while out with the dumper
+	out     bool          // a job is with the dumper
+	synConn sockdiag.Conn // the SYN_RECV dumps' connection, while not out
 	// owners finds the processes holding the listeners (nil: not looked
 	// up).
-	owners *ownerCache
-	inodes []uint32
-	busy   map[int]bool
+	owners   *ownerCache
+	ownersAt time.Time // the last look at them
+	inodes   []uint32
+	busy     map[int]bool
 
 	// Carried between cycles.
-	cadence synRecvCadence
-	last    map[listenerKey]uint32 // SYN_RECV counts of the last dump
-	lastAt  time.Time              // when it ran
-	reason  string                 // why
-	dumps   uint64
-	retries uint64
-	nobufs  uint64
-	labels  map[listenerKey]*listenerLabels
-	cycle   uint64
+	cadence  synRecvCadence
+	last     map[listenerKey]uint32 // SYN_RECV counts of the last dump
+	lastAt   time.Time              // the cycle that asked for it
+	lastOK   bool                   // no dump failed since: last may be carried
+	partErr  string                 // why the counts are no data since a dump timed out
+	reason   string                 // why it ran
+	dumps    uint64
+	retries  uint64
+	nobufs   uint64
+	timeouts uint64
+	cpu      time.Duration
+	labels   map[listenerKey]*listenerLabels
+	cycle    uint64
 }
 
 func newListenerSource(cfg ListenerConfig, fs *procfs.FS) (*listenerSource, error) {
@@ -352,28 +417,37 @@ func newListenerSource(cfg ListenerConfig, fs *procfs.FS) (*listenerSource, erro
 			}
 			return c, nil
 		},
-		index:   make(map[listenerKey]int),
-		last:    make(map[listenerKey]uint32),
-		labels:  make(map[listenerKey]*listenerLabels),
-		cadence: synRecvCadence{interval: cfg.SynRecvInterval},
-		cost:    time.Since,
+		index:      make(map[listenerKey]int),
+		last:       make(map[listenerKey]uint32),
+		labels:     make(map[listenerKey]*listenerLabels),
+		cadence:    synRecvCadence{interval: cfg.SynRecvInterval},
+		cost:       threadCPUCost,
+		synTimeout: synRecvTimeout,
+		legacy:     true,
 	}
 	if fs != nil {
 		l.owners = newOwnerCache(*fs)
 		l.busy = map[int]bool{}
 	}
 	l.listenFn = l.addListenSocket
-	l.synRecvFn = l.addRequestSocket
 	return l, nil
 }
 
 func (l *listenerSource) Declaration() *Declaration { return listenersDecl }
 
-// Close releases the netlink connection.
+// Close stops the SYN_RECV dumps (abandoning one under way) and releases
+// the netlink connections.
 func (l *listenerSource) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.dropConn()
+	if l.dumper != nil {
+		if j := l.dumper.close(l.out); j != nil {
+			l.job, l.out, l.synConn = j, false, j.conn
+			j.conn = nil
+		}
+		l.dumper = nil
+	}
+	return errors.Join(l.dropSynConn(), l.dropConn())
 }
 
 // synRecvMaxAge is how old carried SYN_RECV counts may be before they are
@@ -388,7 +462,8 @@ func (l *listenerSource) Collect(ctx context.Context, w *Writer) error {
 	defer l.cadence.observe(now, sig)
 	l.cycle++
 
-	if err := l.dumpPhase(ctx, sockdiag.TCPFListen, l.resetListeners, l.listenFn); err != nil {
+	if err := l.dumpListen(ctx); err != nil {
+		w.Set(lsnStormSignal, boolValue(l.cadence.signal(now, sig, false)))
 		l.publishCounters(w)
 		w.SetPartTime(partSynRecv, time.Time{})
 		return fmt.Errorf("LISTEN dump: %w", err)
@@ -401,34 +476,150 @@ func (l *listenerSource) Collect(ctx context.Context, w *Writer) error {
 			break
 		}
 	}
-	run, reason := l.cadence.due(now, sig, busy)
+	storm := l.cadence.signal(now, sig, busy)
+	w.Set(lsnStormSignal, boolValue(storm))
+
+	// A dump asked for by an earlier cycle and still under way is waited
+	// for first; otherwise one is started when due. Either is waited for
+	// until this cycle's deadline, then left to a later cycle.
 	var synErr error
-	fresh := false
-	if run {
-		start := time.Now()
-		synErr = l.dumpPhase(ctx, sockdiag.TCPFSynRecv, l.resetSynRecv, l.synRecvFn)
-		if synErr == nil {
-			fresh = true
-			l.dumps++
-			l.lastAt, l.reason = now, reason
-			l.rememberSynRecv(now, l.cost(start))
-		} else {
-			synErr = fmt.Errorf("SYN_RECV dump: %w", synErr)
+	if !l.out {
+		if run, reason := l.cadence.due(now, storm); run {
+			synErr = l.startSynRecv(now, reason, 1)
 		}
 	}
+	fresh := false
+	if synErr == nil && l.out {
+		fresh, synErr = l.awaitSynRecv(ctx, now)
+	}
+	if errors.Is(synErr, errSynRecvTimeout) {
+		// The part's own failure (l.partErr), not the source's: the LISTEN
+		// part stands.
+		synErr = nil
+	}
+	w.SetHostAttr(attrSynRecvError, l.partErr)
 	// Counts not dumped this cycle are carried from the last dump while
-	// it is recent; a failed dump, or a last dump too old, is no data.
-	synRecvKnown := fresh || (synErr == nil && !l.lastAt.IsZero() && now.Sub(l.lastAt) <= l.synRecvMaxAge())
+	// it is recent and no dump failed since; a failed dump, or a last
+	// dump too old, is no data.
+	synRecvKnown := fresh || (synErr == nil && l.lastOK && !l.lastAt.IsZero() && now.Sub(l.lastAt) <= l.synRecvMaxAge())
 	if !fresh {
 		l.carrySynRecv()
 	}
 	l.publish(w, synRecvKnown)
-	if synRecvKnown {
+	switch {
+	case fresh:
+		// Delivered in this cycle, though maybe asked for by an earlier
+		// one: the rules' functions take it, once, as of now.
+		w.SetPartTime(partSynRecv, now)
+	case synRecvKnown:
 		w.SetPartTime(partSynRecv, l.lastAt)
-	} else {
+	default:
 		w.SetPartTime(partSynRecv, time.Time{})
 	}
-	return synErr
+	if synErr != nil {
+		return fmt.Errorf("SYN_RECV dump: %w", synErr)
+	}
+	return nil
+}
+
+// startSynRecv hands the SYN_RECV dump, asked for by the cycle at now, to
+// the dumper. attempt counts the restarts of an overrun dump.
+func (l *listenerSource) startSynRecv(now time.Time, reason string, attempt int) error {
+	if l.synConn == nil {
+		// Dialled here, on the cycle's goroutine, so that the socket lives
+		// in the caller's network namespace (the dumper's thread may not).
+		c, err := l.dial()
+		if err != nil {
+			return err
+		}
+		l.synConn = c
+	}
+	if l.job == nil {
+		l.job = &synRecvJob{counts: make(map[listenerKey]uint32)}
+	}
+	j := l.job
+	j.conn, l.synConn = l.synConn, nil
+	j.families = [2]bool{l.hasFamily[0], l.hasFamily[1] && !l.v6Disabled}
+	// With no kept listener there is nothing to count: no walk at all.
+	j.legacy = l.legacy && (j.families[0] || j.families[1])
+	j.timeout = l.synTimeout
+	j.asked, j.reason, j.attempt = now, reason, attempt
+	if l.dumper == nil {
+		l.dumper = startSynRecvDumper(l.cost)
+	}
+	l.job, l.out = nil, true
+	l.dumper.jobs <- j
+	return nil
+}
+
+// awaitSynRecv waits for the dump under way until ctx is done, and takes
+// its result: fresh is true when it brought counts (into l.cur).
+func (l *listenerSource) awaitSynRecv(ctx context.Context, now time.Time) (fresh bool, err error) {
+	for l.out {
+		var j *synRecvJob
+		select {
+		case j = <-l.dumper.done:
+		default:
+			select {
+			case j = <-l.dumper.done:
+			case <-ctx.Done():
+				return false, nil // a later cycle takes it
+			}
+		}
+		l.job, l.out = j, false
+		if retry, err := l.finishSynRecv(j); retry {
+			if err := l.startSynRecv(j.asked, j.reason, j.attempt+1); err != nil {
+				return false, err
+			}
+			continue
+		} else if err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// finishSynRecv takes a dump's result back from the dumper. retry asks for
+// the dump again at once (its connection overran).
+func (l *listenerSource) finishSynRecv(j *synRecvJob) (retry bool, err error) {
+	l.synConn, j.conn = j.conn, nil
+	l.retries += j.retries
+	l.cpu += j.cost
+	if j.refused {
+		l.legacy = false
+	}
+	if j.v6Disabled {
+		l.v6Disabled = true
+	}
+	switch {
+	case j.err == nil:
+		l.dumps++
+		l.mapRequests(j.counts)
+		l.lastAt, l.reason, l.lastOK, l.partErr = j.asked, j.reason, true, ""
+		l.rememberSynRecv(j.asked, j.cost)
+		return false, nil
+	case errors.Is(j.err, unix.ENOBUFS):
+		l.nobufs++
+		l.dropSynConn()
+		if j.attempt < maxDumpAttempts {
+			return true, nil
+		}
+		err = fmt.Errorf("gave up after %d attempts: %w", j.attempt, j.err)
+	case errors.Is(j.err, errSynRecvTimeout):
+		l.timeouts++
+		l.partErr = j.err.Error()
+		// What it cost counts against the budget, as a dump.
+		l.cadence.lastDump, l.cadence.lastCost = j.asked, j.cost
+		err = j.err
+	default:
+		err = j.err
+	}
+	// Whatever state the connection is in, it is not reused.
+	l.dropSynConn()
+	l.lastOK = false
+	clear(l.last)
+	return false, err
 }
 
 // publishCounters sets the dump counters and the last dump's time.
@@ -436,18 +627,21 @@ func (l *listenerSource) publishCounters(w *Writer) {
 	w.Set(lsnSynRecvDumps, float64(l.dumps))
 	w.Set(lsnDumpRetries, float64(l.retries))
 	w.Set(lsnDumpNoBufs, float64(l.nobufs))
+	w.Set(lsnSynRecvTimeouts, float64(l.timeouts))
+	w.Set(lsnSynRecvCPU, l.cpu.Seconds())
 	if !l.lastAt.IsZero() {
 		w.Set(lsnSynRecvLastDump, float64(l.lastAt.UnixNano())/1e9)
 		w.SetHostAttr("syn_recv_reason", l.reason)
 	}
 }
 
-// dumpPhase runs one dump per address family for states, restarting all of
-// them when one is interrupted or overrun. reset clears what fn gathered.
-func (l *listenerSource) dumpPhase(ctx context.Context, states uint32, reset func(), fn func(sockdiag.Msg)) error {
+// dumpListen reads the LISTEN sockets: one legacy dump of both families
+// or, where the kernel refuses it, one per family; all of it again when a
+// dump is interrupted or overrun.
+func (l *listenerSource) dumpListen(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
-		reset()
-		interrupted, err := l.dumpFamilies(ctx, states, fn)
+		l.resetListeners()
+		interrupted, err := l.listenOnce(ctx)
 		switch {
 		case err == nil && !interrupted:
 			return nil
@@ -469,14 +663,28 @@ func (l *listenerSource) dumpPhase(ctx context.Context, states uint32, reset fun
 	}
 }
 
-// dumpFamilies runs the dump for each address family that needs it.
+// listenOnce runs the LISTEN dump once.
+func (l *listenerSource) listenOnce(ctx context.Context) (interrupted bool, err error) {
+	if l.legacy {
+		if err := l.ensureConn(); err != nil {
+			return false, err
+		}
+		res, err := sockdiag.DumpInet(ctx, l.conn, sockdiag.TCPFListen, l.listenFn)
+		if err == nil || !sockdiag.LegacyRefused(err) {
+			return res.Interrupted, err
+		}
+		// Refused: the refusal is the whole answer, the connection clean.
+		l.legacy = false
+		l.resetListeners()
+	}
+	return l.dumpFamilies(ctx, sockdiag.TCPFListen, l.listenFn)
+}
+
+// dumpFamilies runs the dump for each address family.
 func (l *listenerSource) dumpFamilies(ctx context.Context, states uint32, fn func(sockdiag.Msg)) (interrupted bool, err error) {
-	for i, fam := range inetFamilies {
+	for _, fam := range inetFamilies {
 		if fam == unix.AF_INET6 && l.v6Disabled {
 			continue
-		}
-		if states&sockdiag.TCPFListen == 0 && !l.hasFamily[i] {
-			continue // no kept listener to count requests for
 		}
 		if err := l.ensureConn(); err != nil {
 			return false, err
@@ -503,15 +711,24 @@ func (l *listenerSource) ensureConn() error {
 	if l.conn != nil {
 		return nil
 	}
-	c, err := l.open()
+	c, err := l.dial()
 	if err != nil {
-		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) {
-			return fmt.Errorf("%w: sock_diag: %w", ErrNoData, err)
-		}
-		return fmt.Errorf("dial sock_diag: %w", err)
+		return err
 	}
 	l.conn = c
 	return nil
+}
+
+// dial opens a sock_diag connection.
+func (l *listenerSource) dial() (sockdiag.Conn, error) {
+	c, err := l.open()
+	if err != nil {
+		if errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) {
+			return nil, fmt.Errorf("%w: sock_diag: %w", ErrNoData, err)
+		}
+		return nil, fmt.Errorf("dial sock_diag: %w", err)
+	}
+	return c, nil
 }
 
 func (l *listenerSource) dropConn() error {
@@ -520,6 +737,15 @@ func (l *listenerSource) dropConn() error {
 	}
 	err := l.conn.Close()
 	l.conn = nil
+	return err
+}
+
+func (l *listenerSource) dropSynConn() error {
+	if l.synConn == nil {
+		return nil
+	}
+	err := l.synConn.Close()
+	l.synConn = nil
 	return err
 }
 
@@ -566,44 +792,6 @@ func (l *listenerSource) addListenSocket(m sockdiag.Msg) {
 	if m.WQueue > 0 {
 		ln.MaxFill = max(ln.MaxFill, float64(m.RQueue)/float64(m.WQueue))
 	}
-}
-
-func (l *listenerSource) resetSynRecv() {
-	for i := range l.cur {
-		l.cur[i].SynRecv = 0
-	}
-	l.unmatched = 0
-}
-
-// addRequestSocket counts one SYN_RECV request socket against the listener
-// the client dialled.
-func (l *listenerSource) addRequestSocket(m sockdiag.Msg) {
-	if m.State != sockdiag.TCPSynRecv || m.Inode != 0 {
-		return
-	}
-	if i, ok := l.listenerFor(m.Src.Unmap(), m.SrcPort); ok {
-		l.cur[i].SynRecv++
-	} else {
-		l.unmatched++
-	}
-}
-
-// listenerFor finds the kept listener receiving a handshake to addr:port.
-func (l *listenerSource) listenerFor(addr netip.Addr, port uint16) (int, bool) {
-	if i, ok := l.index[listenerKey{addr, port}]; ok {
-		return i, true
-	}
-	if addr.Is4() {
-		if i, ok := l.index[listenerKey{netip.IPv4Unspecified(), port}]; ok {
-			return i, true
-		}
-		if i, ok := l.index[listenerKey{netip.IPv6Unspecified(), port}]; ok && l.meta[i].dualStack {
-			return i, true
-		}
-		return 0, false
-	}
-	i, ok := l.index[listenerKey{netip.IPv6Unspecified(), port}]
-	return i, ok
 }
 
 // rememberSynRecv keeps this dump's counts for the cycles that skip it.
@@ -680,11 +868,16 @@ func (l *listenerSource) publish(w *Writer, synRecvKnown bool) {
 }
 
 // updateOwners looks up the owners of the kept listeners (see
-// ownerCache), reading again the state of those with a queue.
+// ownerCache), reading again the state of those with a queue, at most
+// every ownerStateInterval.
 func (l *listenerSource) updateOwners(now time.Time) {
 	if l.owners == nil {
 		return
 	}
+	if !l.ownersAt.IsZero() && now.After(l.ownersAt) && now.Sub(l.ownersAt) < ownerStateInterval {
+		return
+	}
+	l.ownersAt = now
 	l.inodes = l.inodes[:0]
 	clear(l.busy)
 	for _, i := range l.order {
@@ -746,7 +939,7 @@ func readSignals(w *Writer) signals {
 }
 
 // synRecvCadence decides when the SYN_RECV dump runs: on every cycle a
-// cheap signal moved (SYN cookies, SYN queue drops or accept queue
+// cheap signal is active (SYN cookies, SYN queue drops or accept queue
 // overflows counted since the last cycle; passive opens above
 // passiveOpensFloor a second; an accept queue not empty; a SYN queue a
 // tenth full at the last dump), held to synRecvCPUShare of the time, and
@@ -756,18 +949,23 @@ type synRecvCadence struct {
 
 	prevTime time.Time     // the previous cycle, zero before the first
 	prev     signals       // its counters
-	lastDump time.Time     // the last successful SYN_RECV dump
-	lastCost time.Duration // how long it took
+	lastDump time.Time     // the last SYN_RECV dump that completed or timed out
+	lastCost time.Duration // its CPU time
 	// synFilling is true when that dump found a listener's SYN queue at
 	// least 1/synQueueFollowShare full.
 	synFilling bool
+
+	// The passive-open rate is judged over at least minRateWindow: from
+	// the reading at rateTime (rateValue), fastOpens as of then.
+	rateTime  time.Time
+	rateValue float64
+	fastOpens bool
 }
 
 // due reports whether the SYN_RECV dump should run in the cycle at now,
-// whose counters are sig, and why. acceptQueued says whether a kept
-// listener has a non-empty accept queue.
-func (c *synRecvCadence) due(now time.Time, sig signals, acceptQueued bool) (bool, string) {
-	if c.signal(now, sig, acceptQueued) && c.withinBudget(now) {
+// in which a storm signal is active or not (signal), and why.
+func (c *synRecvCadence) due(now time.Time, signal bool) (bool, string) {
+	if signal && c.withinBudget(now) {
 		return true, reasonSignal
 	}
 	if c.lastDump.IsZero() || c.interval <= 0 || now.Before(c.lastDump) ||
@@ -786,8 +984,9 @@ func (c *synRecvCadence) withinBudget(now time.Time) bool {
 	return now.Sub(c.lastDump) >= time.Duration(float64(c.lastCost)/synRecvCPUShare)
 }
 
-// signal reports whether a cheap storm signal moved since the previous
-// cycle.
+// signal reports whether a cheap storm signal is active in the cycle at
+// now, whose counters are sig; acceptQueued says whether a kept listener
+// has a non-empty accept queue.
 func (c *synRecvCadence) signal(now time.Time, sig signals, acceptQueued bool) bool {
 	if acceptQueued || c.synFilling {
 		return true
@@ -802,15 +1001,38 @@ func (c *synRecvCadence) signal(now time.Time, sig signals, acceptQueued bool) b
 		grew(p.listenOverflows, sig.listenOverflows) {
 		return true
 	}
-	if dt := now.Sub(c.prevTime).Seconds(); dt > 0 && Present(p.passiveOpens) && Present(sig.passiveOpens) {
-		return (sig.passiveOpens-p.passiveOpens)/dt > passiveOpensFloor
+	return c.opensFast(now, sig.passiveOpens)
+}
+
+// opensFast reports whether passive opens run above passiveOpensFloor a
+// second: judged from the rate reading when at least minRateWindow has
+// passed since it, else as judged then.
+func (c *synRecvCadence) opensFast(now time.Time, passiveOpens float64) bool {
+	if !Present(passiveOpens) {
+		return false
 	}
-	return false
+	dt := now.Sub(c.rateTime)
+	if c.rateTime.IsZero() || dt < minRateWindow || !Present(c.rateValue) {
+		return c.fastOpens && !c.rateTime.IsZero() && dt >= 0
+	}
+	return (passiveOpens-c.rateValue)/dt.Seconds() > passiveOpensFloor
 }
 
 // observe records the cycle at now for the next decision.
 func (c *synRecvCadence) observe(now time.Time, sig signals) {
+	if c.rateTime.IsZero() || now.Before(c.rateTime) || now.Sub(c.rateTime) >= minRateWindow {
+		c.fastOpens = c.opensFast(now, sig.passiveOpens)
+		c.rateTime, c.rateValue = now, sig.passiveOpens
+	}
 	c.prevTime, c.prev = now, sig
+}
+
+// boolValue is 1 for true, 0 for false.
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // grew reports whether a counter read in two cycles increased.

@@ -77,7 +77,9 @@ func timeSS(tb testing.TB, ns *netnstest.NS, args ...string) time.Duration {
 //     (port filter), so no accept-queue signal forces the SYN_RECV dump; the
 //     LISTEN dumps still return and parse every listener.
 //   - listen+syn-recv: every listener kept and the SYN_RECV dump on every
-//     cycle (both families, each walking the established hash).
+//     cycle (both families in one walk of the established hash).
+//   - …/per-family: the same with one dump per address family, as on a
+//     kernel refusing the one-walk request (two walks for SYN_RECV).
 //
 // The ss-ratio metric is ns/op divided by the wall time of the ss(8) run
 // giving the same facts, measured in the same namespace in the same run:
@@ -136,8 +138,9 @@ func BenchmarkListenersCollect(b *testing.B) {
 	ssListen := timeSS(b, ns, "-Hltn")
 	ssSynRecv := timeSS(b, ns, "-Htn", "state", "syn-recv")
 
-	bench := func(b *testing.B, cfg ListenerConfig, wantSynRecv bool, ss time.Duration) {
+	bench := func(b *testing.B, cfg ListenerConfig, perFamily, wantSynRecv bool, ss time.Duration) {
 		src := newNSSource(b, ns, cfg)
+		src.legacy = !perFamily
 		collectOnce(b, src, time.Now(), quietTCP()) // dial, first SYN_RECV dump
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
@@ -158,14 +161,19 @@ func BenchmarkListenersCollect(b *testing.B) {
 		b.ReportMetric(float64(ss.Nanoseconds()), "ss-ns")
 		b.ReportMetric(float64(2*conns+2*benchHalfOpen), "sockets") // both ends
 	}
-	b.Run("listen", func(b *testing.B) {
-		cfg := ListenerConfig{
-			Include:         []PortRange{{idle4, idle4}, {idle6, idle6}},
-			SynRecvInterval: time.Hour,
-		}
-		bench(b, cfg, false, ssListen)
-	})
-	b.Run("listen+syn-recv", func(b *testing.B) {
-		bench(b, ListenerConfig{}, true, ssListen+ssSynRecv)
-	})
+	for _, path := range []struct {
+		suffix    string
+		perFamily bool
+	}{{"", false}, {"/per-family", true}} {
+		b.Run("listen"+path.suffix, func(b *testing.B) {
+			cfg := ListenerConfig{
+				Include:         []PortRange{{idle4, idle4}, {idle6, idle6}},
+				SynRecvInterval: time.Hour,
+			}
+			bench(b, cfg, path.perFamily, false, ssListen)
+		})
+		b.Run("listen+syn-recv"+path.suffix, func(b *testing.B) {
+			bench(b, ListenerConfig{}, path.perFamily, true, ssListen+ssSynRecv)
+		})
+	}
 }

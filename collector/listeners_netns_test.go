@@ -241,76 +241,108 @@ var (
 	loopback6 = netip.IPv6Loopback()
 )
 
-var familyCases = []struct {
+// familyCase is a listener and the clients of one address family.
+type familyCase struct {
 	name     string
 	listen   netip.Addr // the listener's address
 	v6only   bool
 	dial     netip.Addr // the address clients connect to
 	reported netip.Addr // the listener's address as reported
-}{
+}
+
+var familyCases = []familyCase{
 	{name: "ipv4", listen: loopback4, dial: loopback4, reported: loopback4},
 	{name: "ipv6", listen: loopback6, v6only: true, dial: loopback6, reported: loopback6},
 	{name: "dual-stack", listen: netip.IPv6Unspecified(), dial: loopback4, reported: netip.IPv6Unspecified()},
 }
 
+// dumpPaths are the two ways the source asks the kernel: one legacy
+// TCPDIAG_GETSOCK walk for both families, and the per-family
+// SOCK_DIAG_BY_FAMILY dumps it falls back to where the kernel refuses that
+// (forced here: this kernel answers both).
+var dumpPaths = []struct {
+	name   string
+	legacy bool
+}{{"legacy", true}, {"per-family", false}}
+
 func TestListenersAcceptQueueMatchesSS(t *testing.T) {
 	for _, tc := range familyCases {
-		t.Run(tc.name, func(t *testing.T) {
-			ns := netnstest.New(t)
-			port := listenIn(t, ns, netip.AddrPortFrom(tc.listen, 0), 16, tc.v6only)
-			connectIn(t, ns, netip.AddrPortFrom(tc.dial, port), 40)
-			src := newNSSource(t, ns, ListenerConfig{})
-
-			eventually(t, func() string {
-				recvQ, sendQ := ssListenQueue(t, ns, port)
-				s := collectOnce(t, src, time.Now(), quietTCP())
-				got, ok := findListener(s, tc.reported, port)
-				if !ok {
-					return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, Listeners(s))
-				}
-				if got.AcceptQueue != recvQ || got.AcceptLimit != sendQ || recvQ != 17 {
-					return fmt.Sprintf("accept queue %d/%d, ss Recv-Q/Send-Q %d/%d (want 17/16)",
-						got.AcceptQueue, got.AcceptLimit, recvQ, sendQ)
-				}
-				if got.Sockets != 1 || got.MaxFill != 17.0/16 {
-					return fmt.Sprintf("listener %+v: want 1 socket, MaxFill 17/16", got)
-				}
-				return ""
+		for _, path := range dumpPaths {
+			t.Run(tc.name+"/"+path.name, func(t *testing.T) {
+				testAcceptQueueMatchesSS(t, tc, path.legacy)
 			})
-		})
+		}
 	}
+}
+
+func testAcceptQueueMatchesSS(t *testing.T, tc familyCase, legacy bool) {
+	ns := netnstest.New(t)
+	port := listenIn(t, ns, netip.AddrPortFrom(tc.listen, 0), 16, tc.v6only)
+	connectIn(t, ns, netip.AddrPortFrom(tc.dial, port), 40)
+	src := newNSSource(t, ns, ListenerConfig{})
+	src.legacy = legacy
+
+	eventually(t, func() string {
+		recvQ, sendQ := ssListenQueue(t, ns, port)
+		s := collectOnce(t, src, time.Now(), quietTCP())
+		got, ok := findListener(s, tc.reported, port)
+		if !ok {
+			return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, Listeners(s))
+		}
+		if got.AcceptQueue != recvQ || got.AcceptLimit != sendQ || recvQ != 17 {
+			return fmt.Sprintf("accept queue %d/%d, ss Recv-Q/Send-Q %d/%d (want 17/16)",
+				got.AcceptQueue, got.AcceptLimit, recvQ, sendQ)
+		}
+		if got.Sockets != 1 || got.MaxFill != 17.0/16 {
+			return fmt.Sprintf("listener %+v: want 1 socket, MaxFill 17/16", got)
+		}
+		if src.legacy != legacy {
+			return "the kernel refused the legacy request"
+		}
+		return ""
+	})
 }
 
 func TestListenersSynRecvMatchesSS(t *testing.T) {
 	const halfOpen = 8
 	for _, tc := range familyCases {
-		t.Run(tc.name, func(t *testing.T) {
-			ns := netnstest.New(t)
-			port := listenIn(t, ns, netip.AddrPortFrom(tc.listen, 0), 128, tc.v6only)
-			dropFinalACK(t, ns, port, port)
-			connectIn(t, ns, netip.AddrPortFrom(tc.dial, port), halfOpen)
-			src := newNSSource(t, ns, ListenerConfig{})
-
-			eventually(t, func() string {
-				want := ssSynRecv(t, ns, port)
-				s := collectOnce(t, src, time.Now(), quietTCP())
-				got, ok := findListener(s, tc.reported, port)
-				if !ok {
-					return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, Listeners(s))
-				}
-				if !SynRecvRan(s) {
-					return "SYN_RECV dump did not run with SynRecvInterval 0"
-				}
-				if int(got.SynRecv) != want || want != halfOpen {
-					return fmt.Sprintf("SynRecv %d, ss state syn-recv %d (want %d)", got.SynRecv, want, halfOpen)
-				}
-				if got.AcceptQueue != 0 {
-					return fmt.Sprintf("accept queue %d, want 0: final ACKs got through", got.AcceptQueue)
-				}
-				return ""
+		for _, path := range dumpPaths {
+			t.Run(tc.name+"/"+path.name, func(t *testing.T) {
+				testSynRecvMatchesSS(t, tc, path.legacy, halfOpen)
 			})
-		})
+		}
 	}
+}
+
+func testSynRecvMatchesSS(t *testing.T, tc familyCase, legacy bool, halfOpen int) {
+	ns := netnstest.New(t)
+	port := listenIn(t, ns, netip.AddrPortFrom(tc.listen, 0), 128, tc.v6only)
+	dropFinalACK(t, ns, port, port)
+	connectIn(t, ns, netip.AddrPortFrom(tc.dial, port), halfOpen)
+	src := newNSSource(t, ns, ListenerConfig{})
+	src.legacy = legacy
+
+	eventually(t, func() string {
+		want := ssSynRecv(t, ns, port)
+		s := collectOnce(t, src, time.Now(), quietTCP())
+		got, ok := findListener(s, tc.reported, port)
+		if !ok {
+			return fmt.Sprintf("no listener %v port %d in %+v", tc.reported, port, Listeners(s))
+		}
+		if !SynRecvRan(s) {
+			return "SYN_RECV dump did not run with SynRecvInterval 0"
+		}
+		if int(got.SynRecv) != want || want != halfOpen {
+			return fmt.Sprintf("SynRecv %d, ss state syn-recv %d (want %d)", got.SynRecv, want, halfOpen)
+		}
+		if got.AcceptQueue != 0 {
+			return fmt.Sprintf("accept queue %d, want 0: final ACKs got through", got.AcceptQueue)
+		}
+		if src.legacy != legacy {
+			return "the kernel refused the legacy request"
+		}
+		return ""
+	})
 }
 
 func TestListenersSynRecvCadence(t *testing.T) {
@@ -318,9 +350,9 @@ func TestListenersSynRecvCadence(t *testing.T) {
 	// Backlog 16: the 4 half-opens below fill a quarter of its SYN queue.
 	port := listenIn(t, ns, netip.AddrPortFrom(loopback4, 0), 16, false)
 	src := newNSSource(t, ns, ListenerConfig{SynRecvInterval: time.Hour})
-	// The dump's cost is measured, not timed: a loaded machine must not
-	// push a signalled dump over its budget in this test.
-	src.cost = func(time.Time) time.Duration { return time.Millisecond }
+	// A fixed CPU cost per dump: the budget never holds back a signalled
+	// dump in this test.
+	src.cost = func(run func()) time.Duration { run(); return time.Millisecond }
 	quiet := quietTCP()
 	clock := newTickClock()
 
@@ -366,7 +398,7 @@ func TestListenersAcceptQueueSignal(t *testing.T) {
 	ns := netnstest.New(t)
 	port := listenIn(t, ns, netip.AddrPortFrom(loopback4, 0), 128, false)
 	src := newNSSource(t, ns, ListenerConfig{SynRecvInterval: time.Hour})
-	src.cost = func(time.Time) time.Duration { return time.Millisecond }
+	src.cost = func(run func()) time.Duration { run(); return time.Millisecond }
 	quiet := quietTCP()
 	clock := newTickClock()
 	collectOnce(t, src, clock(), quiet)

@@ -2,10 +2,14 @@ package collector
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"math"
 	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,40 +22,76 @@ import (
 	"github.com/stormwatch/stormwatch/internal/sockdiag/sockdiagtest"
 )
 
-// fakeKernel answers sock_diag dumps from a socket table, through nltest.
+// fakeKernel answers sock_diag dumps from a socket table, through nltest:
+// legacy TCPDIAG_GETSOCK requests (both families at once) unless it
+// refuses them, and SOCK_DIAG_BY_FAMILY requests per family. The listeners
+// source dumps from two goroutines (the SYN_RECV dumps on their own), so
+// it locks. A test changes its fields between cycles, when no dump runs:
+// each cycle waits for the dump it starts.
 type fakeKernel struct {
 	t       *testing.T
+	mu      sync.Mutex
 	sockets []sockdiag.Msg
 
-	interrupt int                                     // flag the next n dumps NLM_F_DUMP_INTR
-	intrOnly  uint32                                  // only dumps of these states (0: any)
-	nobufs    int                                     // fail the next n dumps with ENOBUFS
-	nlErr     func(family uint8, states uint32) error // an NLMSG_ERROR errno, or nil
-	dialErr   error
+	interrupt    int                                     // flag the next n dumps NLM_F_DUMP_INTR
+	intrOnly     uint32                                  // only dumps of these states (0: any)
+	nobufs       int                                     // fail the next n dumps with ENOBUFS
+	nobufsOnly   uint32                                  // only dumps of these states (0: any)
+	nlErr        func(family uint8, states uint32) error // an NLMSG_ERROR errno, or nil
+	refuseLegacy unix.Errno                              // answer legacy requests with this errno (0: serve them)
+	dialErr      error
+	// stall holds each SYN_RECV dump that long before answering, as a
+	// kernel walking a huge table on a starved CPU; a deadline set in the
+	// past ends the wait with os.ErrDeadlineExceeded, as on a socket.
+	stall time.Duration
 
 	dials    int
 	conns    []*sockdiagtest.Conn
-	requests []string // "family/states" of every dump request
+	requests []string // "family/states" of every dump request ("unspec/…": legacy)
 }
 
 func (k *fakeKernel) open() (sockdiag.Conn, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.dials++
 	if k.dialErr != nil {
 		return nil, k.dialErr
 	}
-	c := sockdiagtest.Dial(k.reply)
+	var c *sockdiagtest.Conn
+	c = sockdiagtest.Dial(func(reqs []netlink.Message) ([]netlink.Message, error) { return k.reply(c, reqs) })
 	k.conns = append(k.conns, c)
 	return c, nil
 }
 
-func (k *fakeKernel) reply(reqs []netlink.Message) ([]netlink.Message, error) {
+func (k *fakeKernel) reply(c *sockdiagtest.Conn, reqs []netlink.Message) ([]netlink.Message, error) {
 	req := reqs[0]
-	if len(req.Data) != sockdiag.ReqV2Len || req.Data[1] != unix.IPPROTO_TCP {
-		k.t.Fatalf("bad inet_diag_req_v2 %x", req.Data)
+	r, ok := sockdiagtest.ParseRequest(req)
+	if !ok {
+		k.t.Errorf("bad sock_diag request %+v %x", req.Header, req.Data)
+		return sockdiagtest.KernelError(req, unix.EINVAL)
 	}
-	family, states := req.Data[0], binary.NativeEndian.Uint32(req.Data[4:8])
+	family, states := r.Family, r.States
+	k.mu.Lock()
+	n := len(k.requests)
 	k.requests = append(k.requests, requestName(family, states))
-	if k.nobufs > 0 {
+	stall := k.stall
+	k.mu.Unlock()
+	if stall > 0 && states == sockdiag.TCPFSynRecv {
+		select {
+		case <-time.After(stall):
+		case <-c.Expired():
+			k.mu.Lock()
+			k.requests[n] += " (abandoned)"
+			k.mu.Unlock()
+			return nil, os.ErrDeadlineExceeded
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if r.Legacy && k.refuseLegacy != 0 {
+		return sockdiagtest.KernelError(req, k.refuseLegacy)
+	}
+	if k.nobufs > 0 && (k.nobufsOnly == 0 || k.nobufsOnly == states) {
 		k.nobufs--
 		return nil, unix.ENOBUFS
 	}
@@ -67,7 +107,7 @@ func (k *fakeKernel) reply(reqs []netlink.Message) ([]netlink.Message, error) {
 	}
 	var msgs [][]byte
 	for _, m := range k.sockets {
-		if m.Family == family && states&(1<<m.State) != 0 {
+		if (family == unix.AF_UNSPEC || m.Family == family) && states&(1<<m.State) != 0 {
 			msgs = append(msgs, sockdiagtest.Marshal(m))
 		}
 	}
@@ -75,7 +115,7 @@ func (k *fakeKernel) reply(reqs []netlink.Message) ([]netlink.Message, error) {
 }
 
 func requestName(family uint8, states uint32) string {
-	f := map[uint8]string{unix.AF_INET: "inet", unix.AF_INET6: "inet6"}[family]
+	f := map[uint8]string{unix.AF_UNSPEC: "unspec", unix.AF_INET: "inet", unix.AF_INET6: "inet6"}[family]
 	s := map[uint32]string{sockdiag.TCPFListen: "listen", sockdiag.TCPFSynRecv: "syn-recv"}[states]
 	return f + "/" + s
 }
@@ -233,42 +273,76 @@ func synRecvOf(s *Snapshot) map[string]float64 {
 	return out
 }
 
+// TestListenersCollect reads the test sockets with the one-walk legacy
+// dumps, and with the per-family dumps a kernel refusing them falls back
+// to (with each errno LegacyRefused knows): the same listeners and counts
+// either way.
 func TestListenersCollect(t *testing.T) {
-	k := &fakeKernel{sockets: testListenerSockets()}
-	src := newFakeSource(t, k, ListenerConfig{})
-	now := tl0
-	s, err := collectAt(t, src, now, quietTCP())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(wantTestListeners(), Listeners(s), equateAddr); diff != "" {
-		t.Errorf("Listeners (-want +got):\n%s", diff)
-	}
-	// 6379 has a non-empty accept queue.
-	wantInfo := synInfo{Time: now, LastDump: now, Ran: true, Reason: reasonSignal, Dumps: 1}
-	if diff := cmp.Diff(wantInfo, synInfoOf(s)); diff != "" {
-		t.Errorf("SYN_RECV (-want +got):\n%s", diff)
-	}
-	wantReqs := []string{"inet/listen", "inet6/listen", "inet/syn-recv", "inet6/syn-recv"}
-	if diff := cmp.Diff(wantReqs, k.requests); diff != "" {
-		t.Errorf("dumps (-want +got):\n%s", diff)
-	}
-	if src.unmatched != 2 {
-		t.Errorf("%d unmatched request sockets, want 2", src.unmatched)
-	}
-	if d := s.Get("listeners_dropped"); d != 0 {
-		t.Errorf("listeners_dropped = %v, want 0", d)
-	}
-	// The syn_queue_limit is the accept queue limit with SYN cookies (or
-	// sysctls not read).
-	limits := map[string]float64{}
-	t6 := s.TableOf(KindListener)
-	ref, _ := s.Schema().Lookup(KindListener, "syn_queue_limit")
-	for r := range t6.Len() {
-		limits[t6.Labels(r)[1]+"/"+t6.Labels(r)[0]] = t6.Value(r, ref.Slot)
-	}
-	if limits["6379/127.0.0.1"] != 256 || limits["6381/::"] != 511 {
-		t.Errorf("syn_queue_limit = %v", limits)
+	v2 := []string{"inet/listen", "inet6/listen", "inet/syn-recv", "inet6/syn-recv"}
+	for _, tc := range []struct {
+		name     string
+		refuse   unix.Errno
+		wantReqs []string // in the first cycle, then in the second
+		second   []string
+	}{
+		{name: "legacy", wantReqs: []string{"unspec/listen", "unspec/syn-recv"}, second: []string{"unspec/listen", "unspec/syn-recv"}},
+		{name: "refused EINVAL", refuse: unix.EINVAL, wantReqs: append([]string{"unspec/listen"}, v2...), second: v2},
+		{name: "refused EOPNOTSUPP", refuse: unix.EOPNOTSUPP, wantReqs: append([]string{"unspec/listen"}, v2...), second: v2},
+		{name: "refused ENOENT", refuse: unix.ENOENT, wantReqs: append([]string{"unspec/listen"}, v2...), second: v2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := &fakeKernel{sockets: testListenerSockets(), refuseLegacy: tc.refuse}
+			src := newFakeSource(t, k, ListenerConfig{})
+			now := tl0
+			s, err := collectAt(t, src, now, quietTCP())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(wantTestListeners(), Listeners(s), equateAddr); diff != "" {
+				t.Errorf("Listeners (-want +got):\n%s", diff)
+			}
+			// 6379 has a non-empty accept queue.
+			wantInfo := synInfo{Time: now, LastDump: now, Ran: true, Reason: reasonSignal, Dumps: 1}
+			if diff := cmp.Diff(wantInfo, synInfoOf(s)); diff != "" {
+				t.Errorf("SYN_RECV (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantReqs, k.requests); diff != "" {
+				t.Errorf("dumps (-want +got):\n%s", diff)
+			}
+			if src.unmatched != 2 {
+				t.Errorf("%d unmatched request sockets, want 2", src.unmatched)
+			}
+			if d := s.Get("listeners_dropped"); d != 0 {
+				t.Errorf("listeners_dropped = %v, want 0", d)
+			}
+			if v := s.Get("storm_signal"); v != 1 {
+				t.Errorf("storm_signal = %v, want 1 (an accept queue is not empty)", v)
+			}
+			// The syn_queue_limit is the accept queue limit with SYN
+			// cookies (or sysctls not read).
+			limits := map[string]float64{}
+			t6 := s.TableOf(KindListener)
+			ref, _ := s.Schema().Lookup(KindListener, "syn_queue_limit")
+			for r := range t6.Len() {
+				limits[t6.Labels(r)[1]+"/"+t6.Labels(r)[0]] = t6.Value(r, ref.Slot)
+			}
+			if limits["6379/127.0.0.1"] != 256 || limits["6381/::"] != 511 {
+				t.Errorf("syn_queue_limit = %v", limits)
+			}
+
+			// A refusal is remembered: the next cycle asks per family at once.
+			k.requests = nil
+			s, err = collectAt(t, src, now.Add(time.Second), quietTCP())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(wantTestListeners(), Listeners(s), equateAddr); diff != "" {
+				t.Errorf("second cycle: Listeners (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.second, k.requests); diff != "" {
+				t.Errorf("second cycle: dumps (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 
@@ -325,37 +399,48 @@ func TestListenersFilters(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			k := &fakeKernel{sockets: testListenerSockets()}
-			src := newFakeSource(t, k, tt.cfg)
-			s, err := collectAt(t, src, tl0, quietTCP())
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ports []uint16
-			for _, l := range Listeners(s) {
-				ports = append(ports, l.Port)
-			}
-			if diff := cmp.Diff(tt.ports, ports); diff != "" {
-				t.Errorf("ports (-want +got):\n%s", diff)
-			}
-			if d := s.Get("listeners_dropped"); d != float64(tt.dropped) {
-				t.Errorf("listeners_dropped = %v, want %d", d, tt.dropped)
-			}
-			// Only the kept listeners are held: the cap bounds memory.
-			if n := s.TableOf(KindListener).Len(); n != len(tt.ports) {
-				t.Errorf("table of %d listeners, want %d", n, len(tt.ports))
-			}
-			var synDumps []string
-			for _, r := range k.requests {
-				if r != "inet/listen" && r != "inet6/listen" {
-					synDumps = append(synDumps, r)
+		for _, legacy := range []bool{true, false} {
+			name := tt.name + "/per family"
+			k := &fakeKernel{sockets: testListenerSockets(), refuseLegacy: unix.EINVAL}
+			wantSyn := tt.synDumps
+			if legacy {
+				// One walk, whatever the families kept; none when nothing is.
+				name, k.refuseLegacy, wantSyn = tt.name+"/legacy", 0, nil
+				if len(tt.synDumps) > 0 {
+					wantSyn = []string{"unspec/syn-recv"}
 				}
 			}
-			if diff := cmp.Diff(tt.synDumps, synDumps); diff != "" {
-				t.Errorf("SYN_RECV dumps (-want +got):\n%s", diff)
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				src := newFakeSource(t, k, tt.cfg)
+				s, err := collectAt(t, src, tl0, quietTCP())
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ports []uint16
+				for _, l := range Listeners(s) {
+					ports = append(ports, l.Port)
+				}
+				if diff := cmp.Diff(tt.ports, ports); diff != "" {
+					t.Errorf("ports (-want +got):\n%s", diff)
+				}
+				if d := s.Get("listeners_dropped"); d != float64(tt.dropped) {
+					t.Errorf("listeners_dropped = %v, want %d", d, tt.dropped)
+				}
+				// Only the kept listeners are held: the cap bounds memory.
+				if n := s.TableOf(KindListener).Len(); n != len(tt.ports) {
+					t.Errorf("table of %d listeners, want %d", n, len(tt.ports))
+				}
+				var synDumps []string
+				for _, r := range k.requests {
+					if !strings.HasSuffix(r, "/listen") {
+						synDumps = append(synDumps, r)
+					}
+				}
+				if diff := cmp.Diff(wantSyn, synDumps); diff != "" {
+					t.Errorf("SYN_RECV dumps (-want +got):\n%s", diff)
+				}
+			})
+		}
 	}
 }
 
@@ -370,7 +455,8 @@ func TestSynRecvCadenceDue(t *testing.T) {
 		}
 		return c
 	}
-	base := synRecvCadence{interval: 10 * time.Second, prevTime: t0, prev: counters(nil), lastDump: t0.Add(-5 * time.Second)}
+	base := synRecvCadence{interval: 10 * time.Second, prevTime: t0, prev: counters(nil), lastDump: t0.Add(-5 * time.Second),
+		rateTime: t0, rateValue: 1000}
 	now := t0.Add(time.Second)
 
 	tests := []struct {
@@ -399,6 +485,14 @@ func TestSynRecvCadenceDue(t *testing.T) {
 		{name: "passive opens above floor", c: base, now: now, tcp: counters(func(c *signals) { c.passiveOpens += passiveOpensFloor + 1 }), wantRun: true, wantReason: reasonSignal},
 		{name: "passive opens below floor", c: base, now: now, tcp: counters(func(c *signals) { c.passiveOpens += passiveOpensFloor - 1 })},
 		{name: "passive opens rate over two seconds", c: base, now: t0.Add(2 * time.Second), tcp: counters(func(c *signals) { c.passiveOpens += 2 * passiveOpensFloor })},
+		// At a sub-second interval the rate is judged over at least
+		// minRateWindow: a burst of connections in one short cycle is not
+		// a storm, and between judgements the last one holds.
+		{name: "passive opens burst in a short cycle", c: base, now: t0.Add(250 * time.Millisecond), tcp: counters(func(c *signals) { c.passiveOpens += 20 })},
+		{name: "passive opens fast, judged before", c: func() synRecvCadence { c := base; c.fastOpens = true; return c }(),
+			now: t0.Add(250 * time.Millisecond), tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
+		{name: "passive opens over the rate window", c: func() synRecvCadence { c := base; c.prevTime = t0.Add(750 * time.Millisecond); return c }(),
+			now: now, tcp: counters(func(c *signals) { c.passiveOpens += passiveOpensFloor + 1 }), wantRun: true, wantReason: reasonSignal},
 		{name: "accept queue", c: base, now: now, tcp: counters(nil), queued: true, wantRun: true, wantReason: reasonSignal},
 		{name: "SYN queue filling last time", c: func() synRecvCadence { c := base; c.synFilling = true; return c }(), now: now, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
 		{name: "signal within budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 8*time.Millisecond; return c }(),
@@ -416,7 +510,7 @@ func TestSynRecvCadenceDue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			run, reason := tt.c.due(tt.now, tt.tcp, tt.queued)
+			run, reason := tt.c.due(tt.now, tt.c.signal(tt.now, tt.tcp, tt.queued))
 			if run != tt.wantRun || reason != tt.wantReason {
 				t.Errorf("due = %v, %q; want %v, %q", run, reason, tt.wantRun, tt.wantReason)
 			}
@@ -553,44 +647,76 @@ func TestListenersCarryFollowsListener(t *testing.T) {
 }
 
 func TestListenersRestarts(t *testing.T) {
+	const (
+		listen  = "unspec/listen"
+		synRecv = "unspec/syn-recv"
+	)
+	perFamily := []string{"inet/listen", "inet6/listen"}
 	tests := []struct {
-		name      string
-		interrupt int
-		intrOnly  uint32
-		nobufs    int
-		wantErr   error
-		wantInfo  synInfo
-		wantDials int
-		wantReqs  int
+		name       string
+		refuse     unix.Errno // the legacy request
+		interrupt  int
+		intrOnly   uint32
+		nobufs     int
+		nobufsOnly uint32
+		wantErr    error
+		wantInfo   synInfo
+		wantDials  int // a LISTEN connection and a SYN_RECV one, and redials
+		wantReqs   []string
+		wantTable  bool // the listeners are delivered
 	}{
 		{
-			name: "clean", wantDials: 1, wantReqs: 4,
+			name: "clean", wantDials: 2, wantReqs: []string{listen, synRecv}, wantTable: true,
 			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1},
 		},
 		{
-			// The first LISTEN dump is interrupted: both families again.
-			name: "interrupted once", interrupt: 1, wantDials: 1, wantReqs: 6,
+			name: "interrupted once", interrupt: 1, wantDials: 2, wantReqs: []string{listen, listen, synRecv}, wantTable: true,
 			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
 		},
 		{
-			name: "interrupted twice", interrupt: 3, wantDials: 1, wantReqs: 8,
+			// The first LISTEN dump of a family is interrupted: both
+			// families again.
+			name: "interrupted once, per family", refuse: unix.EINVAL, interrupt: 1, wantDials: 2, wantTable: true,
+			wantReqs: slices.Concat([]string{listen}, perFamily, perFamily, []string{"inet/syn-recv", "inet6/syn-recv"}),
+			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
+		},
+		{
+			name: "interrupted twice", interrupt: 2, wantDials: 2, wantReqs: []string{listen, listen, listen, synRecv}, wantTable: true,
 			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 2},
 		},
 		{
-			name: "SYN_RECV interrupted", interrupt: 1, intrOnly: sockdiag.TCPFSynRecv, wantDials: 1, wantReqs: 6,
+			name: "SYN_RECV interrupted", interrupt: 1, intrOnly: sockdiag.TCPFSynRecv, wantDials: 2, wantReqs: []string{listen, synRecv, synRecv}, wantTable: true,
 			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, Retries: 1},
 		},
 		{
-			name: "always interrupted", interrupt: 100, wantDials: 1, wantReqs: 6,
+			name: "always interrupted", interrupt: 100, wantDials: 1, wantReqs: []string{listen, listen, listen},
 			wantErr:  errDumpInterrupted,
 			wantInfo: synInfo{Retries: 3},
 		},
 		{
-			name: "receive buffer overrun", nobufs: 1, wantDials: 2, wantReqs: 5,
+			// The SYN_RECV part gives up; the LISTEN part stands.
+			name: "SYN_RECV always interrupted", interrupt: 100, intrOnly: sockdiag.TCPFSynRecv, wantDials: 2,
+			wantReqs: []string{listen, synRecv, synRecv, synRecv}, wantTable: true,
+			wantErr:  errDumpInterrupted,
+			wantInfo: synInfo{Retries: 3},
+		},
+		{
+			name: "receive buffer overrun", nobufs: 1, wantDials: 3, wantReqs: []string{listen, listen, synRecv}, wantTable: true,
 			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, NoBufs: 1},
 		},
 		{
-			name: "always overrun", nobufs: 100, wantDials: 3, wantReqs: 3,
+			name: "always overrun", nobufs: 100, wantDials: 3, wantReqs: []string{listen, listen, listen},
+			wantErr:  unix.ENOBUFS,
+			wantInfo: synInfo{NoBufs: 3},
+		},
+		{
+			name: "SYN_RECV overrun", nobufs: 1, nobufsOnly: sockdiag.TCPFSynRecv, wantDials: 3,
+			wantReqs: []string{listen, synRecv, synRecv}, wantTable: true,
+			wantInfo: synInfo{Time: tl0, LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1, NoBufs: 1},
+		},
+		{
+			name: "SYN_RECV always overrun", nobufs: 100, nobufsOnly: sockdiag.TCPFSynRecv, wantDials: 4,
+			wantReqs: []string{listen, synRecv, synRecv, synRecv}, wantTable: true,
 			wantErr:  unix.ENOBUFS,
 			wantInfo: synInfo{NoBufs: 3},
 		},
@@ -604,9 +730,11 @@ func TestListenersRestarts(t *testing.T) {
 					// not show NLMSG_DONE.
 					requestSock("10.0.0.1", 80), requestSock("2001:db8::1", 80),
 				},
-				interrupt: tt.interrupt,
-				intrOnly:  tt.intrOnly,
-				nobufs:    tt.nobufs,
+				refuseLegacy: tt.refuse,
+				interrupt:    tt.interrupt,
+				intrOnly:     tt.intrOnly,
+				nobufs:       tt.nobufs,
+				nobufsOnly:   tt.nobufsOnly,
 			}
 			src := newFakeSource(t, k, ListenerConfig{})
 			s, err := collectAt(t, src, tl0, quietTCP())
@@ -616,18 +744,26 @@ func TestListenersRestarts(t *testing.T) {
 			if diff := cmp.Diff(tt.wantInfo, synInfoOf(s)); diff != "" {
 				t.Errorf("SYN_RECV (-want +got):\n%s", diff)
 			}
-			if k.dials != tt.wantDials || len(k.requests) != tt.wantReqs {
-				t.Errorf("%d dials, %d requests %v; want %d, %d", k.dials, len(k.requests), k.requests, tt.wantDials, tt.wantReqs)
+			if diff := cmp.Diff(tt.wantReqs, k.requests); diff != "" {
+				t.Errorf("requests (-want +got):\n%s", diff)
 			}
-			for i, c := range k.conns[:len(k.conns)-1] {
+			if k.dials != tt.wantDials {
+				t.Errorf("%d dials, want %d", k.dials, tt.wantDials)
+			}
+			// At most the LISTEN and the SYN_RECV connections stay open.
+			open := 0
+			for _, c := range k.conns {
 				if !c.Closed {
-					t.Errorf("connection %d left open after an overrun", i)
+					open++
 				}
 			}
-			if n := len(Listeners(s)); tt.wantErr == nil && n != 2 {
+			if open > 2 {
+				t.Errorf("%d connections open, want at most 2: one left open after an overrun", open)
+			}
+			if n := len(Listeners(s)); tt.wantTable && n != 2 {
 				t.Errorf("got %d listeners, want 2", n)
 			}
-			if tt.wantErr != nil && s.TableOf(KindListener) != nil {
+			if !tt.wantTable && s.TableOf(KindListener) != nil {
 				t.Error("listeners reported from a failed LISTEN dump")
 			}
 		})
@@ -686,7 +822,34 @@ func TestListenersNoData(t *testing.T) {
 				t.Fatalf("listeners %+v, want 1", l)
 			}
 		}
-		want := []string{"inet/listen", "inet6/listen", "inet/syn-recv", "inet/listen", "inet/syn-recv"}
+		// The one-walk request: the kernel sends what it has.
+		want := []string{"unspec/listen", "unspec/syn-recv", "unspec/listen", "unspec/syn-recv"}
+		if diff := cmp.Diff(want, k.requests); diff != "" {
+			t.Errorf("dumps (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("no IPv6, per family", func(t *testing.T) {
+		k := &fakeKernel{
+			sockets:      []sockdiag.Msg{listenSock("0.0.0.0", 80, 0, 128, false)},
+			refuseLegacy: unix.EINVAL,
+			nlErr: func(family uint8, _ uint32) error {
+				if family == unix.AF_INET6 {
+					return unix.ENOENT
+				}
+				return nil
+			},
+		}
+		src := newFakeSource(t, k, ListenerConfig{})
+		for range 2 {
+			s, err := collectAt(t, src, tl0, quietTCP())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l := Listeners(s); len(l) != 1 {
+				t.Fatalf("listeners %+v, want 1", l)
+			}
+		}
+		want := []string{"unspec/listen", "inet/listen", "inet6/listen", "inet/syn-recv", "inet/listen", "inet/syn-recv"}
 		if diff := cmp.Diff(want, k.requests); diff != "" {
 			t.Errorf("dumps (-want +got):\n%s", diff)
 		}
@@ -710,14 +873,19 @@ func TestListenersDeadlineAndClose(t *testing.T) {
 	if _, err := collectCtx(ctx, src, time.Now(), quietTCP()); err != nil {
 		t.Fatal(err)
 	}
-	c := k.conns[0]
-	// One LISTEN dump per family, one SYN_RECV dump (IPv4 only).
-	want := []time.Time{deadline, deadline, deadline}
-	if diff := cmp.Diff(want, c.Deadlines); diff != "" {
-		t.Errorf("deadlines (-want +got):\n%s", diff)
+	// The LISTEN dump follows the cycle's deadline; the SYN_RECV dump
+	// has its own.
+	if len(k.conns) != 2 {
+		t.Fatalf("%d connections, want 2", len(k.conns))
 	}
-	if err := src.Close(); err != nil || !c.Closed {
-		t.Errorf("Close = %v, closed %v; want the connection closed", err, c.Closed)
+	if diff := cmp.Diff([]time.Time{deadline}, k.conns[0].Deadlines); diff != "" {
+		t.Errorf("LISTEN deadlines (-want +got):\n%s", diff)
+	}
+	if d := k.conns[1].Deadlines; len(d) != 1 || d[0].After(time.Now().Add(synRecvTimeout)) || d[0].Before(time.Now().Add(synRecvTimeout-time.Minute)) {
+		t.Errorf("SYN_RECV deadlines %v, want one %v from its start", d, synRecvTimeout)
+	}
+	if err := src.Close(); err != nil || !k.conns[0].Closed || !k.conns[1].Closed {
+		t.Errorf("Close = %v, closed %v %v; want the connections closed", err, k.conns[0].Closed, k.conns[1].Closed)
 	}
 	if err := src.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
@@ -768,5 +936,180 @@ func TestListenersSortOrder(t *testing.T) {
 	want := []string{"0.0.0.0:22", "0.0.0.0:80", "10.0.0.1:80", "[::]:80"}
 	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
+	}
+}
+
+// fixedCost is a cost hook charging every dump d of CPU.
+func fixedCost(d time.Duration) costFunc {
+	return func(run func()) time.Duration { run(); return d }
+}
+
+// TestListenersSynRecvTimeout: a SYN_RECV dump that runs out of its own
+// deadline is reported as the part's failure (its error in the
+// syn_recv_error attribute, counted), its counts and the carried ones are
+// no data until a dump completes, and the source still succeeds with its
+// LISTEN values.
+func TestListenersSynRecvTimeout(t *testing.T) {
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 128, false), requestSock("10.0.0.1", 6379)}}
+	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: time.Hour})
+	src.synTimeout = 100 * time.Millisecond
+	src.cost = fixedCost(time.Millisecond)
+	nan := math.NaN()
+	cookies := 0.0
+	type cycle struct {
+		cookie    bool // SyncookiesSent moves: the dump is due
+		stall     bool // the dump outlasts its deadline
+		wantSyn   float64
+		wantErr   bool // syn_recv_error set
+		timeouts  float64
+		dumps     float64
+		wantReqs  []string
+		wantFresh bool
+	}
+	for i, c := range []cycle{
+		{wantSyn: 1, dumps: 1, wantReqs: []string{"unspec/listen", "unspec/syn-recv"}, wantFresh: true},
+		{wantSyn: 1, dumps: 1, wantReqs: []string{"unspec/listen"}}, // carried
+		{cookie: true, stall: true, wantSyn: nan, wantErr: true, timeouts: 1, dumps: 1,
+			wantReqs: []string{"unspec/listen", "unspec/syn-recv (abandoned)"}},
+		// Nothing due: the counts carried before the timeout stay no data.
+		{wantSyn: nan, wantErr: true, timeouts: 1, dumps: 1, wantReqs: []string{"unspec/listen"}},
+		{cookie: true, wantSyn: 1, timeouts: 1, dumps: 2, wantReqs: []string{"unspec/listen", "unspec/syn-recv"}, wantFresh: true},
+	} {
+		k.requests = nil
+		k.stall = 0
+		if c.stall {
+			k.stall = time.Minute
+		}
+		if c.cookie {
+			cookies++
+		}
+		tcp := quietTCP()
+		tcp.syncookiesSent = cookies
+		s, err := collectAt(t, src, tl0.Add(time.Duration(i)*time.Second), tcp)
+		if err != nil {
+			t.Fatalf("cycle %d: %v, want the source to succeed", i, err)
+		}
+		if diff := cmp.Diff(map[string]float64{"0.0.0.0:6379": c.wantSyn}, synRecvOf(s), cmpopts.EquateNaNs()); diff != "" {
+			t.Errorf("cycle %d: SYN_RECV counts (-want +got):\n%s", i, diff)
+		}
+		if l := Listeners(s); len(l) != 1 || l[0].AcceptLimit != 128 {
+			t.Errorf("cycle %d: listeners %+v, want the LISTEN part", i, l)
+		}
+		attr := s.HostAttr(attrSynRecvError)
+		if (attr != "") != c.wantErr || (c.wantErr && !strings.Contains(attr, "deadline")) {
+			t.Errorf("cycle %d: syn_recv_error %q, want set: %v", i, attr, c.wantErr)
+		}
+		if got := s.Get("syn_recv_dump_timeouts"); got != c.timeouts {
+			t.Errorf("cycle %d: syn_recv_dump_timeouts = %v, want %v", i, got, c.timeouts)
+		}
+		if got := s.Get("syn_recv_dumps"); got != c.dumps {
+			t.Errorf("cycle %d: syn_recv_dumps = %v, want %v", i, got, c.dumps)
+		}
+		if diff := cmp.Diff(c.wantReqs, k.requests); diff != "" {
+			t.Errorf("cycle %d: requests (-want +got):\n%s", i, diff)
+		}
+		if SynRecvRan(s) != c.wantFresh {
+			t.Errorf("cycle %d: SynRecvRan = %v, want %v", i, SynRecvRan(s), c.wantFresh)
+		}
+	}
+}
+
+// TestListenersSynRecvLate: a cycle waits for its SYN_RECV dump only until
+// its own deadline, so the LISTEN part keeps its interval; the dump goes
+// on and a later cycle delivers it, once, without starting another.
+func TestListenersSynRecvLate(t *testing.T) {
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 128, false), requestSock("10.0.0.1", 6379)}}
+	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: 0}) // due every cycle
+	src.cost = fixedCost(time.Millisecond)
+
+	k.stall = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	start := time.Now()
+	s, err := collectCtx(ctx, src, tl0, quietTCP())
+	cancel()
+	if took := time.Since(start); err != nil || took > 250*time.Millisecond {
+		t.Fatalf("cycle with a slow dump: %v after %v, want it back at its own deadline", err, took)
+	}
+	if SynRecvRan(s) || !math.IsNaN(synRecvOf(s)["0.0.0.0:6379"]) || len(Listeners(s)) != 1 {
+		t.Fatalf("first cycle: %+v, counts %v, listeners %v: want the listeners and no SYN_RECV data yet", synInfoOf(s), synRecvOf(s), Listeners(s))
+	}
+
+	// The next cycle, due again, takes the dump still under way.
+	k.mu.Lock() // a dump is under way
+	k.stall = 0
+	k.mu.Unlock()
+	s, err = collectAt(t, src, tl0.Add(time.Second), quietTCP())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := synInfo{Time: tl0.Add(time.Second), LastDump: tl0, Ran: true, Reason: reasonInterval, Dumps: 1}
+	if diff := cmp.Diff(want, synInfoOf(s)); diff != "" {
+		t.Errorf("second cycle: SYN_RECV (-want +got):\n%s", diff)
+	}
+	if got := synRecvOf(s)["0.0.0.0:6379"]; got != 1 {
+		t.Errorf("second cycle: SYN_RECV count %v, want 1", got)
+	}
+	if diff := cmp.Diff([]string{"unspec/listen", "unspec/syn-recv", "unspec/listen"}, k.requests); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+// TestListenersBudgetByCPU: the budget of signalled SYN_RECV dumps is the
+// dump's CPU time, not its wall time: a dump slowed by a busy machine
+// (here a kernel that answers late, spending no CPU of ours) does not hold
+// back the next one.
+func TestListenersBudgetByCPU(t *testing.T) {
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 6379, 1, 128, false)}, stall: 100 * time.Millisecond}
+	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: time.Hour})
+	// The real clock: the thread sleeps through the stall.
+	for i := range 3 {
+		s, err := collectAt(t, src, tl0.Add(time.Duration(i)*time.Second), quietTCP())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Judged by wall time (100 ms, so 12.5 s between dumps), only
+		// the first cycle would dump.
+		if !SynRecvRan(s) {
+			t.Fatalf("cycle %d: no SYN_RECV dump while an accept queue is not empty: %+v, cost %v",
+				i, synInfoOf(s), src.cadence.lastCost)
+		}
+	}
+	if c := src.cadence.lastCost; c >= 50*time.Millisecond {
+		t.Errorf("a dump that waited 100 ms for the kernel cost %v of CPU", c)
+	}
+	if cpu := src.cpu; cpu <= 0 {
+		t.Errorf("syn_recv_dump_cpu %v, want the dumps' CPU time", cpu)
+	}
+}
+
+// TestThreadCPUCost checks the cost clock against getrusage(RUSAGE_THREAD):
+// a dump waiting on the kernel costs next to nothing, a busy one what its
+// thread burned.
+func TestThreadCPUCost(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if c := threadCPUCost(func() { time.Sleep(200 * time.Millisecond) }); c > 20*time.Millisecond {
+		t.Errorf("sleeping 200 ms cost %v of CPU", c)
+	}
+	rusage := func() time.Duration {
+		var ru unix.Rusage
+		if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	var burned time.Duration
+	c := threadCPUCost(func() {
+		start := rusage()
+		for burned < 30*time.Millisecond {
+			for range 100000 {
+				runtime.KeepAlive(burned)
+			}
+			burned = rusage() - start
+		}
+	})
+	// getrusage has microsecond resolution and is read inside the run.
+	if c < burned-time.Millisecond || c > burned+20*time.Millisecond {
+		t.Errorf("burning %v of CPU (getrusage) cost %v", burned, c)
 	}
 }

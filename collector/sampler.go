@@ -22,8 +22,14 @@ type Sampler struct {
 	targets *Targets
 	history *History
 	latest  atomic.Pointer[Snapshot]
-	// Timeout bounds each kernel source's Collect call.
+	// Timeout bounds each kernel source's Collect call, from its start,
+	// unless Timeouts names the source.
 	Timeout time.Duration
+	// Timeouts gives the sources it names (by Declaration.Name) a bound
+	// of their own in place of Timeout. The listeners source waits for a
+	// SYN_RECV dump it started until its bound, then leaves the dump to a
+	// later cycle: a short bound keeps the cycle on its interval.
+	Timeouts map[string]time.Duration
 }
 
 // NewSampler returns a Sampler over sources, laid out by sc, recording
@@ -83,7 +89,11 @@ func (s *Sampler) Sample(ctx context.Context, now time.Time) *Snapshot {
 }
 
 func (s *Sampler) collect(ctx context.Context, src Source, w *Writer) SourceResult {
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	timeout, ok := s.Timeouts[w.decl.Name]
+	if !ok {
+		timeout = s.Timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	err := src.Collect(ctx, w)

@@ -3,12 +3,14 @@
 # (see docs/benchmarks.md): the in-process Go benchmarks of the collector,
 # then "stormlab bench", which builds socket populations of 10k, 100k and
 # 200k sockets in fresh network namespaces and times stormwatch's collection
-# cycle and /metrics scrape against ss(8) and node_exporter's tcpstat
-# collector, measures the daemon's CPU and memory, the accept-queue
-# detection lead time and the reconnection storms, and prints the markdown
-# tables of docs/benchmarks.md.
+# cycle (one walk of the socket table, and one per address family) and
+# /metrics scrape against ss(8) and node_exporter's tcpstat collector,
+# measures the daemon's CPU and memory calm and in storm mode and its
+# sampling with the machine loaded by a CPU-bound process, the accept-queue
+# detection lead time with and without storm mode and the reconnection
+# storms, and prints the markdown tables of docs/benchmarks.md.
 #
-#   sudo scripts/bench.sh                      # everything (about 6 minutes)
+#   sudo scripts/bench.sh                      # everything (about 10 minutes)
 #   sudo scripts/bench.sh --sizes 10000,50000  # flags go to "stormlab bench"
 #   BENCH_OUT=docs/benchmarks-run.md sudo -E scripts/bench.sh
 #

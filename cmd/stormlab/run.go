@@ -466,9 +466,11 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 	var bin string
 	fs := e.flags("bench", &bin)
 	sizes := fs.String("sizes", "10000,100000,200000", "socket populations, comma-separated")
-	cpu := fs.Duration("cpu-window", time.Minute, "how long the daemon's CPU use is averaged at the largest population")
+	cpu := fs.Duration("cpu-window", time.Minute, "how long the daemon's CPU use is averaged at the largest population, calm and in storm mode")
+	loadWindow := fs.Duration("load-window", 20*time.Second, "how long the daemon's sampling is watched at the largest population, idle and loaded")
+	loadProcs := fs.Int("load-procs", 1, "CPU-bound processes loading the machine for the loaded measurements")
 	minTime := fs.Duration("min-time", 2*time.Second, "how long each timed case runs at least")
-	leadRuns := fs.Int("lead-runs", 3, "accept-queue runs per collection interval for the detection lead time")
+	leadRuns := fs.Int("lead-runs", 3, "accept-queue runs per daemon configuration (default, no storm mode) for the detection lead time")
 	clients := fs.Int("reconnect-clients", 3000, "client pool of the reconnection storms (0: skip)")
 	reconnectRuns := fs.Int("reconnect-runs", 3, "reconnection storms per backoff policy")
 	out := fs.String("o", "", "also write the markdown report to this file")
@@ -480,7 +482,7 @@ func cmdBench(ctx context.Context, e *env, args []string) error {
 		return usageError{errors.New("--stormwatch: no stormwatch binary beside stormlab or on PATH")}
 	}
 	cfg := stormlab.BenchConfig{
-		Stormwatch: bin, CPUWindow: *cpu, MinTime: *minTime, LeadRuns: *leadRuns,
+		Stormwatch: bin, CPUWindow: *cpu, LoadWindow: *loadWindow, LoadProcs: *loadProcs, MinTime: *minTime, LeadRuns: *leadRuns,
 		ReconnectClients: *clients, ReconnectRuns: *reconnectRuns, NewLab: e.newLab,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, "# "+f+"\n", a...) },
 	}

@@ -34,6 +34,7 @@ const defaultListenAddress = ":9955"
 type collectFlags struct {
 	root            string
 	interval        time.Duration
+	stormInterval   time.Duration
 	includePorts    []collector.PortRange
 	excludePorts    []collector.PortRange
 	maxListeners    int
@@ -49,6 +50,8 @@ const minInterval = 10 * time.Millisecond
 func (f *collectFlags) register(cmd *kingpin.CmdClause) {
 	durationFlag(cmd.Flag("collect.interval", "How often to sample the kernel.").Default("1s"),
 		&f.interval, minInterval, false, "1s")
+	durationFlag(cmd.Flag("collect.storm-interval", "How often to sample while a storm signal or an alert is active (at most --collect.interval); back to --collect.interval after 10s of calm.").Default("250ms"),
+		&f.stormInterval, minInterval, false, "250ms")
 	portRangesFlag(cmd.Flag("collect.listeners.include-ports", "Only report listeners on these ports (e.g. 6379,7000-7010). Empty: all.").Default(""),
 		&f.includePorts)
 	portRangesFlag(cmd.Flag("collect.listeners.exclude-ports", "Never report listeners on these ports.").Default(""),
@@ -67,11 +70,31 @@ func (f *collectFlags) register(cmd *kingpin.CmdClause) {
 		&f.root, "the directory holding proc/", "/")
 }
 
+// storm returns the interval in force during a storm: --collect.storm-interval,
+// never slower than --collect.interval (0, set by code: the same).
+func (f *collectFlags) storm() time.Duration {
+	if f.stormInterval <= 0 {
+		return f.interval
+	}
+	return min(f.stormInterval, f.interval)
+}
+
+// sourceTimeouts bounds the sources that could hold up a cycle: the
+// listeners source waits for a SYN_RECV dump at most half a storm
+// interval, then leaves it to a later cycle, so that the LISTEN dump and
+// the counters keep the storm interval however long the dump takes.
+func (f *collectFlags) sourceTimeouts() map[string]time.Duration {
+	return map[string]time.Duration{"listeners": f.storm() / 2}
+}
+
 // config returns the collector's configuration. The flags' values were
 // checked as they were parsed; config checks again for flags set by code.
 func (f *collectFlags) config() (collector.Config, error) {
 	if f.interval < minInterval {
 		return collector.Config{}, &flagError{flag: "--collect.interval", msg: fmt.Sprintf("%s is below the minimum of %s", f.interval, minInterval)}
+	}
+	if f.stormInterval != 0 && f.stormInterval < minInterval {
+		return collector.Config{}, &flagError{flag: "--collect.storm-interval", msg: fmt.Sprintf("%s is below the minimum of %s", f.stormInterval, minInterval)}
 	}
 	if f.synRecvInterval < 0 || f.maxListeners < 0 || f.historySize < 0 {
 		return collector.Config{}, errors.New("--collect.syn-recv-interval, --collect.listeners.max and --collect.history must not be negative")

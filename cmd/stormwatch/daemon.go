@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -99,6 +101,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		return exitUnknown
 	}
 	sampler.Timeout = max(f.collect.interval, time.Second)
+	sampler.Timeouts = f.collect.sourceTimeouts()
 	engine := alerts.NewEngine(rules, alerts.Options{})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -122,7 +125,8 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		rl,
 	)
 	hr := newHeadroomGauge(history, engine, f)
-	loop := &sampleLoop{sampler: sampler, engine: engine, notifier: notifier, interval: f.collect.interval, logger: logger, headroom: hr}
+	loop := &sampleLoop{sampler: sampler, engine: engine, notifier: notifier, interval: f.collect.interval,
+		stormInterval: f.collect.storm(), logger: logger, headroom: hr}
 	reg.MustRegister(loop, hr.exporter())
 	if notifier != nil {
 		reg.MustRegister(notifierCollector{notifier})
@@ -459,27 +463,56 @@ func (rl *reloader) Collect(ch chan<- prometheus.Metric) {
 // sampleLoop runs the sampler and the rules on a ticker, logs sources as
 // they fail and recover and alerts as they change, hands the alerts to the
 // notifier, and pings the systemd watchdog after each sample.
+//
+// Storm mode: while a cheap storm signal is active (the listeners source's
+// storm_signal: what also runs its SYN_RECV dump) or an alert is pending
+// or firing, the loop ticks every stormInterval, and goes back to interval
+// after stormCalm without either. Rules see the finer samples: their
+// "for" and windows are in seconds, and the History keeps samples by age.
 type sampleLoop struct {
-	sampler  *collector.Sampler
-	engine   *alerts.Engine
-	notifier *alerts.Notifier // nil without --alertmanager.url
-	headroom *headroomGauge   // nil: no headroom metric
-	interval time.Duration
-	logger   *slog.Logger
+	sampler       *collector.Sampler
+	engine        *alerts.Engine
+	notifier      *alerts.Notifier // nil without --alertmanager.url
+	headroom      *headroomGauge   // nil: no headroom metric
+	interval      time.Duration
+	stormInterval time.Duration // at most interval; equal: no storm mode
+	logger        *slog.Logger
 
 	lastErr      map[string]string // source name → last error text ("" when fine)
+	lastPartErr  string            // the listeners' SYN_RECV part error ("" when fine)
 	capWarned    bool              // the listener cap was hit last cycle
 	lastEvalErr  string
 	evalFailures atomic.Uint64
+
+	stormUntil time.Time     // the storm interval holds until then
+	inStorm    bool          // as of the last tick
+	current    atomic.Int64  // the interval in force, for the gauge (0: interval)
+	samples    atomic.Uint64 // cycles sampled
 }
 
-var evalFailDesc = prometheus.NewDesc("stormwatch_rule_evaluation_failures_total",
-	"Evaluations in which at least one rule failed (its alerts were left as they were).", nil, nil)
+// stormCalm is how long the storm interval holds after the last storm
+// signal or active alert. A storm comes in waves: clients whose SYN or
+// final ACK was dropped retransmit after 1 s, 3 s and 7 s (the kernel's
+// initial RTO of 1 s, doubled each time), and pooled clients reconnect
+// with backoffs of that order. 10 s keeps the fine interval across those
+// gaps, so a second wave is sampled finely from its first packet, and it
+// costs little: a cheap cycle is about 0.3 ms.
+const stormCalm = 10 * time.Second
+
+var (
+	evalFailDesc = prometheus.NewDesc("stormwatch_rule_evaluation_failures_total",
+		"Evaluations in which at least one rule failed (its alerts were left as they were).", nil, nil)
+	intervalDesc = prometheus.NewDesc("stormwatch_sample_interval_seconds",
+		"The sampling interval in force: --collect.storm-interval while a storm signal or an alert is active and for 10 s after, --collect.interval otherwise.", nil, nil)
+	samplesDesc = prometheus.NewDesc("stormwatch_samples_total",
+		"Sampling cycles run (its rate is the sampling frequency).", nil, nil)
+)
 
 func (l *sampleLoop) run(ctx context.Context) {
 	watchdog, _ := daemon.SdWatchdogEnabled(false)
 	var lastPing time.Time
-	t := time.NewTicker(l.interval)
+	cur := l.intervalNow()
+	t := time.NewTicker(cur)
 	defer t.Stop()
 	for {
 		select {
@@ -489,11 +522,58 @@ func (l *sampleLoop) run(ctx context.Context) {
 		}
 		// Ping only after a sample that read something: a daemon whose
 		// every source fails (a wedged kernel interface) gets restarted.
+		// The pings go by the clock, whatever the interval.
 		if l.tick(ctx) && watchdog > 0 && time.Since(lastPing) >= watchdog/2 {
 			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			lastPing = time.Now()
 		}
+		if next := l.intervalNow(); next != cur {
+			cur = next
+			t.Reset(cur) // the next tick comes cur from now
+		}
 	}
+}
+
+// intervalNow is the interval in force after the last tick.
+func (l *sampleLoop) intervalNow() time.Duration {
+	if l.inStorm {
+		return l.stormInterval
+	}
+	return l.interval
+}
+
+// observeStorm turns storm mode on while a storm signal is active in snap
+// or an alert is pending or firing, and off stormCalm after the last.
+func (l *sampleLoop) observeStorm(now time.Time, snap *collector.Snapshot) {
+	if l.stormInterval <= 0 || l.stormInterval >= l.interval {
+		l.current.Store(int64(l.interval))
+		return
+	}
+	why := ""
+	if snap.Get("storm_signal") == 1 {
+		why = "storm signal"
+	} else if active := l.engine.Active(); len(active) > 0 {
+		names := make([]string, 0, len(active))
+		for _, a := range active {
+			if !slices.Contains(names, a.Name()) {
+				names = append(names, a.Name())
+			}
+		}
+		sort.Strings(names)
+		why = "alert " + strings.Join(names, ", ")
+	}
+	if why != "" {
+		l.stormUntil = now.Add(stormCalm)
+	}
+	was := l.inStorm
+	l.inStorm = now.Before(l.stormUntil)
+	switch {
+	case l.inStorm && !was:
+		l.logger.Info("storm mode: sampling faster", "interval", l.stormInterval, "because", why)
+	case !l.inStorm && was:
+		l.logger.Info("calm again: sampling at the usual interval", "interval", l.interval, "calm_for", stormCalm)
+	}
+	l.current.Store(int64(l.intervalNow()))
 }
 
 // tick samples once, evaluates the rules and notifies. It reports whether
@@ -501,6 +581,7 @@ func (l *sampleLoop) run(ctx context.Context) {
 func (l *sampleLoop) tick(ctx context.Context) bool {
 	now := time.Now()
 	snap := l.sampler.Sample(ctx, now)
+	l.samples.Add(1)
 	if ctx.Err() != nil {
 		return false // cut short by shutdown: judge nothing from it
 	}
@@ -511,6 +592,7 @@ func (l *sampleLoop) tick(ctx context.Context) bool {
 	for _, tr := range trs {
 		l.logTransition(tr)
 	}
+	l.observeStorm(now, snap)
 	if l.notifier != nil {
 		l.notifier.Send(now, l.engine.Alerts())
 	}
@@ -558,6 +640,16 @@ func (l *sampleLoop) logSources(snap *collector.Snapshot) {
 			l.logger.Info("source recovered", attrs...)
 		}
 		l.lastErr[key] = msg
+	}
+	// The listeners' SYN_RECV part can fail alone (its dump ran out of
+	// time): the source succeeded, the part is no data.
+	if partErr := snap.HostAttr("syn_recv_error"); partErr != l.lastPartErr {
+		if partErr != "" {
+			l.logger.Warn("source part failed: its values are no data", "collector", "listeners", "part", "syn_recv", "err", partErr)
+		} else {
+			l.logger.Info("source part recovered", "collector", "listeners", "part", "syn_recv")
+		}
+		l.lastPartErr = partErr
 	}
 	dropped := snap.Get("listeners_dropped")
 	if dropped > 0 && !l.capWarned {
@@ -609,11 +701,22 @@ func (l *sampleLoop) logTransition(tr alerts.Transition) {
 	l.logger.Log(context.Background(), level, "alert", attrs...)
 }
 
-// Describe and Collect export the loop's own counters.
-func (l *sampleLoop) Describe(ch chan<- *prometheus.Desc) { ch <- evalFailDesc }
+// Describe and Collect export the loop's own counters and the interval in
+// force.
+func (l *sampleLoop) Describe(ch chan<- *prometheus.Desc) {
+	ch <- evalFailDesc
+	ch <- intervalDesc
+	ch <- samplesDesc
+}
 
 func (l *sampleLoop) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(evalFailDesc, prometheus.CounterValue, float64(l.evalFailures.Load()))
+	cur := time.Duration(l.current.Load())
+	if cur == 0 {
+		cur = l.interval
+	}
+	ch <- prometheus.MustNewConstMetric(intervalDesc, prometheus.GaugeValue, cur.Seconds())
+	ch <- prometheus.MustNewConstMetric(samplesDesc, prometheus.CounterValue, float64(l.samples.Load()))
 }
 
 // notifierCollector exports the Alertmanager notifier's counters.

@@ -1,7 +1,17 @@
 // Package sockdiag speaks the kernel's NETLINK_SOCK_DIAG protocol for TCP
-// sockets: dumps of the sockets in chosen states (inet_diag_req_v2 with
-// idiag_states set, so the kernel only walks the tables holding those
-// states), parsed in place from the receive buffer.
+// sockets: dumps of the sockets in chosen states (idiag_states set, so the
+// kernel only walks the tables holding those states), parsed in place from
+// the receive buffer.
+//
+// Two requests: Dump sends SOCK_DIAG_BY_FAMILY (inet_diag_req_v2) for one
+// address family; DumpInet sends the legacy TCPDIAG_GETSOCK
+// (inet_diag_req), which the kernel answers for both families in one walk
+// of its tables, where two Dump calls walk them twice. Both are answered
+// with struct inet_diag_msg, in messages of the request's type. A kernel
+// that refuses the legacy request answers with an error LegacyRefused
+// recognises (EINVAL for a type it does not know, as 6.18 answers
+// DCCPDIAG_GETSOCK; EOPNOTSUPP without the compat handler); the caller
+// then dumps per family.
 //
 // Replies are read with ReceiveIter into one 32 KiB buffer; nothing is
 // allocated per socket. Every reply's sequence number is checked against the
@@ -28,6 +38,15 @@ import (
 const (
 	// ByFamily is the SOCK_DIAG_BY_FAMILY request and reply message type.
 	ByFamily = netlink.HeaderType(unix.SOCK_DIAG_BY_FAMILY)
+	// TCPDiagGetSock is the legacy TCPDIAG_GETSOCK request type, which the
+	// kernel answers for both address families at once; its replies carry
+	// the same type.
+	TCPDiagGetSock = netlink.HeaderType(18)
+
+	// ReqLen is sizeof(struct inet_diag_req), the legacy request: family,
+	// src_len, dst_len, ext (1 byte each), sockid (48), states, dbs (u32
+	// each). The kernel ignores its family and dumps both.
+	ReqLen = 60
 
 	// ReqV2Len is sizeof(struct inet_diag_req_v2): family, protocol, ext,
 	// pad (1 byte each), states (u32), sockid (48).
@@ -171,6 +190,17 @@ func PutReqV2(b *[ReqV2Len]byte, family uint8, states uint32) {
 	binary.NativeEndian.PutUint32(b[4:8], states)
 }
 
+// PutReq encodes a legacy TCP dump request (struct inet_diag_req) asking
+// for sockets of both address families whose state bit is set in states,
+// and no extensions.
+func PutReq(b *[ReqLen]byte, states uint32) {
+	*b = [ReqLen]byte{}
+	// idiag_family is not read by the kernel's dump (it sets AF_UNSPEC);
+	// AF_INET is what ss and libnl put there.
+	b[0] = unix.AF_INET
+	binary.NativeEndian.PutUint32(b[52:56], states)
+}
+
 // Conn is the part of a *netlink.Conn a dump needs.
 type Conn interface {
 	Send(m netlink.Message) (netlink.Message, error)
@@ -206,6 +236,47 @@ func Dump(ctx context.Context, c Conn, family uint8, states uint32, fn func(Msg)
 // sending it (an INET_DIAG_REQ_BYTECODE program, such as PortFilter
 // builds); nil sends every socket in states.
 func DumpFiltered(ctx context.Context, c Conn, family uint8, states uint32, filter []byte, fn func(Msg)) (Result, error) {
+	var req [ReqV2Len]byte
+	PutReqV2(&req, family, states)
+	data := req[:]
+	if len(filter) > 0 {
+		data = appendFilter(data, filter)
+	}
+	return dump(ctx, c, ByFamily, data, fn)
+}
+
+// DumpInet runs one legacy TCPDIAG_GETSOCK dump of the TCP sockets of both
+// address families whose state is in states, and calls fn with each
+// socket, parsed in place from the receive buffer. The kernel answers a
+// legacy request with the family left unspecified (AF_UNSPEC), so it walks
+// its tables once for both families where two Dump calls walk them twice:
+// for a state held in the established hash (SYN_RECV) that halves the
+// work. Each socket comes once, with its own family; an IPv4 handshake to
+// a dual-stack listener is an AF_INET6 socket with v4-mapped addresses,
+// as in Dump(AF_INET6). Replies carry the request's type
+// (TCPDiagGetSock) and the same struct inet_diag_msg.
+//
+// A kernel without the legacy request answers with an error for which
+// LegacyRefused is true: fall back to one Dump per family. Any other
+// error leaves c in an unknown state, as for Dump.
+func DumpInet(ctx context.Context, c Conn, states uint32, fn func(Msg)) (Result, error) {
+	var req [ReqLen]byte
+	PutReq(&req, states)
+	return dump(ctx, c, TCPDiagGetSock, req[:], fn)
+}
+
+// LegacyRefused reports whether err is the kernel refusing a legacy
+// TCPDIAG_GETSOCK request: EOPNOTSUPP when sock_diag has no handler for
+// it (inet_diag not built, or its compat handler gone), EINVAL when the
+// kernel does not know the message type, ENOENT as for a missing handler.
+// The connection is still usable: the refusal is the whole answer.
+func LegacyRefused(err error) bool {
+	return errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT)
+}
+
+// dump sends one dump request of type typ carrying req and passes each
+// inet_diag_msg of the reply (of the same type) to fn.
+func dump(ctx context.Context, c Conn, typ netlink.HeaderType, req []byte, fn func(Msg)) (Result, error) {
 	var res Result
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -227,15 +298,9 @@ func DumpFiltered(ctx context.Context, c Conn, family uint8, states uint32, filt
 		}()
 	}
 
-	var req [ReqV2Len]byte
-	PutReqV2(&req, family, states)
-	data := req[:]
-	if len(filter) > 0 {
-		data = appendFilter(data, filter)
-	}
 	sent, err := c.Send(netlink.Message{
-		Header: netlink.Header{Type: ByFamily, Flags: netlink.Request | netlink.Dump},
-		Data:   data,
+		Header: netlink.Header{Type: typ, Flags: netlink.Request | netlink.Dump},
+		Data:   req,
 	})
 	if err != nil {
 		return res, wrapErr(ctx, err)
@@ -257,7 +322,7 @@ func DumpFiltered(ctx context.Context, c Conn, family uint8, states uint32, filt
 		if m.Header.Type < nlmsgMinType {
 			continue // an ACK or NOOP
 		}
-		if m.Header.Type != ByFamily {
+		if m.Header.Type != typ {
 			return res, fmt.Errorf("sock_diag: %w: %d", ErrUnexpectedType, m.Header.Type)
 		}
 		d, err := ParseMsg(m.Data)

@@ -319,3 +319,100 @@ func TestPutInetDiagReqV2(t *testing.T) {
 		t.Errorf("request (-want +got):\n%s", diff)
 	}
 }
+
+// TestDumpInet checks the legacy one-walk dump against a fake kernel: the
+// request (TCPDIAG_GETSOCK, struct inet_diag_req), replies of both
+// families carrying the request's type, and what a kernel refusing it
+// answers.
+func TestDumpInet(t *testing.T) {
+	v4 := sockdiag.Msg{Family: unix.AF_INET, State: sockdiag.TCPSynRecv, SrcPort: 6379,
+		Src: netip.MustParseAddr("127.0.0.1"), Dst: netip.MustParseAddr("127.0.0.2"), DstPort: 40000}
+	v6 := sockdiag.Msg{Family: unix.AF_INET6, State: sockdiag.TCPSynRecv, SrcPort: 6379,
+		Src: netip.MustParseAddr("::ffff:127.0.0.1"), Dst: netip.MustParseAddr("::ffff:127.0.0.3"), DstPort: 40001}
+	tests := []struct {
+		name        string
+		reply       func(req netlink.Message) ([]netlink.Message, error)
+		want        []sockdiag.Msg
+		wantErr     error
+		wantRefused bool
+	}{
+		{
+			name: "both families",
+			reply: func(req netlink.Message) ([]netlink.Message, error) {
+				return sockdiagtest.DumpReply(req, 0, sockdiagtest.Marshal(v4), sockdiagtest.Marshal(v6)), nil
+			},
+			want: []sockdiag.Msg{v4, v6},
+		},
+		{
+			name: "reply of another type",
+			reply: func(req netlink.Message) ([]netlink.Message, error) {
+				msgs := sockdiagtest.DumpReply(req, 0, sockdiagtest.Marshal(v4))
+				msgs[0].Header.Type = sockdiag.ByFamily
+				return msgs, nil
+			},
+			wantErr: sockdiag.ErrUnexpectedType,
+		},
+		{
+			name: "no compat handler",
+			reply: func(req netlink.Message) ([]netlink.Message, error) {
+				return sockdiagtest.KernelError(req, unix.EOPNOTSUPP)
+			},
+			wantErr: unix.EOPNOTSUPP, wantRefused: true,
+		},
+		{
+			name: "unknown type",
+			reply: func(req netlink.Message) ([]netlink.Message, error) {
+				return sockdiagtest.KernelError(req, unix.EINVAL)
+			},
+			wantErr: unix.EINVAL, wantRefused: true,
+		},
+		{
+			name: "not refused: overrun",
+			reply: func(netlink.Message) ([]netlink.Message, error) {
+				return nil, unix.ENOBUFS
+			},
+			wantErr: unix.ENOBUFS,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := sockdiagtest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
+				r := req[0]
+				if r.Header.Type != sockdiag.TCPDiagGetSock || r.Header.Flags != netlink.Request|netlink.Dump {
+					t.Errorf("request header %+v, want TCPDIAG_GETSOCK with Request|Dump", r.Header)
+				}
+				var want [sockdiag.ReqLen]byte
+				sockdiag.PutReq(&want, sockdiag.TCPFSynRecv)
+				if diff := cmp.Diff(want[:], r.Data); diff != "" {
+					t.Errorf("inet_diag_req (-want +got):\n%s", diff)
+				}
+				return tt.reply(r)
+			})
+			defer c.Close()
+			var got []sockdiag.Msg
+			_, err := sockdiag.DumpInet(context.Background(), c, sockdiag.TCPFSynRecv, func(m sockdiag.Msg) { got = append(got, m) })
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if sockdiag.LegacyRefused(err) != tt.wantRefused {
+				t.Errorf("LegacyRefused(%v) = %v, want %v", err, !tt.wantRefused, tt.wantRefused)
+			}
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty(), equateAddr); diff != "" {
+				t.Errorf("messages (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPutInetDiagReq(t *testing.T) {
+	var b [sockdiag.ReqLen]byte
+	sockdiag.PutReq(&b, sockdiag.TCPFSynRecv|sockdiag.TCPFListen)
+	// struct inet_diag_req: family, src_len, dst_len, ext, sockid (48),
+	// states, dbs.
+	want := make([]byte, sockdiag.ReqLen)
+	want[0] = unix.AF_INET
+	binary.NativeEndian.PutUint32(want[52:], 1<<3|1<<10)
+	if diff := cmp.Diff(want, b[:]); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/stormwatch/stormwatch/collector"
 )
 
@@ -25,6 +27,15 @@ const (
 	CaseSSSynRecv     = "ss -Htn state syn-recv"
 	CaseScrapeSW      = "stormwatch /metrics"
 	CaseScrapeNode    = "node_exporter tcpstat /metrics"
+
+	// PerFamily is appended to a cycle case's name for its run with one
+	// sock_diag dump per address family (two walks of the socket table
+	// for SYN_RECV), as a kernel refusing the one-walk request gets and as
+	// every cycle was before stormwatch used it.
+	PerFamily = ", per family"
+	// Loaded is appended to a case's name for its run while a CPU-bound
+	// process competes for the CPUs.
+	Loaded = ", loaded"
 )
 
 // cycleBenchRequest asks a worker (inside the namespace, so that procfs and
@@ -37,6 +48,12 @@ type cycleBenchRequest struct {
 	IdlePorts []uint16      `json:"idle_ports,omitempty"`
 	MinTime   time.Duration `json:"min_time"`
 	MaxRuns   int           `json:"max_runs"`
+	// PerFamily also times the cycle cases with per-family dumps.
+	PerFamily bool `json:"per_family,omitempty"`
+	// Only, when not empty, limits the cycle cases to these.
+	Only []string `json:"only,omitempty"`
+	// Suffix is appended to the names of the cases timed (Loaded).
+	Suffix string `json:"suffix,omitempty"`
 	// SS times the ss(8) runs.
 	SS bool `json:"ss,omitempty"`
 	// Scrapes times GET /metrics of these targets (name → address).
@@ -49,10 +66,12 @@ type Timing struct {
 	Median time.Duration `json:"median"`
 	P10    time.Duration `json:"p10"`
 	P90    time.Duration `json:"p90"`
-	// AllocsPerOp and BytesPerOp are heap allocations per run (in-process
-	// cases only).
-	AllocsPerOp float64 `json:"allocs_per_op,omitempty"`
-	BytesPerOp  float64 `json:"bytes_per_op,omitempty"`
+	// AllocsPerOp and BytesPerOp are heap allocations per run, CPUPerOp
+	// the process's CPU time (user and system, every thread) per run
+	// (in-process cases only).
+	AllocsPerOp float64       `json:"allocs_per_op,omitempty"`
+	BytesPerOp  float64       `json:"bytes_per_op,omitempty"`
+	CPUPerOp    time.Duration `json:"cpu_per_op,omitempty"`
 	// SynRecvDumps counts the runs whose cycle ran the SYN_RECV dump.
 	SynRecvDumps int `json:"syn_recv_dumps,omitempty"`
 	// Bytes is the size of a scraped page.
@@ -80,6 +99,7 @@ func timeRuns(minTime time.Duration, maxRuns int, fn func() error, warmed func()
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	mallocs, bytes := ms.Mallocs, ms.TotalAlloc
+	cpu0 := processCPU()
 	start := time.Now()
 	for len(durs) < maxRuns && (len(durs) < 5 || time.Since(start) < minTime) {
 		t := time.Now()
@@ -88,6 +108,7 @@ func timeRuns(minTime time.Duration, maxRuns int, fn func() error, warmed func()
 		}
 		durs = append(durs, time.Since(t))
 	}
+	cpu := processCPU() - cpu0
 	runtime.ReadMemStats(&ms)
 	n := len(durs)
 	slices.Sort(durs)
@@ -98,7 +119,17 @@ func timeRuns(minTime time.Duration, maxRuns int, fn func() error, warmed func()
 		P90:         durs[n*9/10],
 		AllocsPerOp: float64(ms.Mallocs-mallocs) / float64(n),
 		BytesPerOp:  float64(ms.TotalAlloc-bytes) / float64(n),
+		CPUPerOp:    cpu / time.Duration(n),
 	}, nil
+}
+
+// processCPU is the calling process's user and system time so far.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // runCycleBench times the requested cases in the calling process, which
@@ -121,21 +152,33 @@ func runCycleBench(ctx context.Context, req cycleBenchRequest) (cycleBenchResult
 		}
 		listenOnly := collector.ListenerConfig{Include: idle, SynRecvInterval: time.Hour}
 		full := collector.ListenerConfig{SynRecvInterval: 0}
-		for _, c := range []struct {
-			name    string
-			cfg     collector.ListenerConfig
-			sampler bool
-		}{
-			{CaseSamplerListen, listenOnly, true},
-			{CaseSamplerFull, full, true},
-			{CaseDumpListen, listenOnly, false},
-			{CaseDumpFull, full, false},
-		} {
-			t, err := timeCycle(ctx, c.cfg, c.sampler, req.MinTime, req.MaxRuns)
+		type cycleCase struct {
+			name      string
+			cfg       collector.ListenerConfig
+			sampler   bool
+			perFamily bool
+		}
+		cases := []cycleCase{
+			{CaseSamplerListen, listenOnly, true, false},
+			{CaseSamplerFull, full, true, false},
+			{CaseDumpListen, listenOnly, false, false},
+			{CaseDumpFull, full, false, false},
+		}
+		if req.PerFamily {
+			for _, c := range cases[:4] {
+				c.name, c.perFamily = c.name+PerFamily, true
+				cases = append(cases, c)
+			}
+		}
+		for _, c := range cases {
+			if len(req.Only) > 0 && !slices.Contains(req.Only, c.name) {
+				continue
+			}
+			t, err := timeCycle(ctx, c.cfg, c.sampler, c.perFamily, req.MinTime, req.MaxRuns)
 			if err != nil {
 				return res, fmt.Errorf("%s: %w", c.name, err)
 			}
-			res.Cases[c.name] = t
+			res.Cases[c.name+req.Suffix] = t
 		}
 	}
 	if req.SS {
@@ -149,8 +192,8 @@ func runCycleBench(ctx context.Context, req cycleBenchRequest) (cycleBenchResult
 			if err != nil {
 				return res, fmt.Errorf("ss %v: %w", args, err)
 			}
-			t.AllocsPerOp, t.BytesPerOp = 0, 0
-			res.Cases[name] = t
+			t.AllocsPerOp, t.BytesPerOp, t.CPUPerOp = 0, 0, 0
+			res.Cases[name+req.Suffix] = t
 		}
 	}
 	for name, addr := range req.Scrapes {
@@ -166,20 +209,24 @@ func runCycleBench(ctx context.Context, req cycleBenchRequest) (cycleBenchResult
 		if err != nil {
 			return res, fmt.Errorf("scrape %s: %w", addr, err)
 		}
-		t.AllocsPerOp, t.BytesPerOp, t.Bytes = 0, 0, size
-		res.Cases[name] = t
+		t.AllocsPerOp, t.BytesPerOp, t.CPUPerOp, t.Bytes = 0, 0, 0, size
+		res.Cases[name+req.Suffix] = t
 	}
 	return res, nil
 }
 
 // timeCycle times one cycle of the whole sampler (every source) or of the
-// listeners source alone, with the given listener configuration.
-func timeCycle(ctx context.Context, cfg collector.ListenerConfig, sampler bool, minTime time.Duration, maxRuns int) (Timing, error) {
+// listeners source alone, with the given listener configuration, with one
+// walk for both address families or one dump per family.
+func timeCycle(ctx context.Context, cfg collector.ListenerConfig, sampler, perFamily bool, minTime time.Duration, maxRuns int) (Timing, error) {
 	sources, err := collector.NewSources(collector.Config{Listeners: cfg})
 	if err != nil {
 		return Timing{}, err
 	}
 	defer collector.CloseSources(sources)
+	if perFamily && !collector.UsePerFamilyDumps(sources) {
+		return Timing{}, errors.New("no listeners source")
+	}
 	dumps := 0
 	var fn func() error
 	var s *collector.Sampler

@@ -40,6 +40,8 @@
 //     arrive, then SIGCONT.
 //   - SynFlood: handshakes held half-open by dropping the final ACK with
 //     nftables, with net.ipv4.tcp_syncookies on or off.
+//   - HpingFlood: hping3 floods a redis-server with SYNs from a spoofed
+//     127.0.0.0/8 source whose SYN-ACKs nftables drops.
 //   - ConntrackFill: flows to one port tracked (a ct expression; every
 //     other flow notrack) against a lowered global nf_conntrack_max.
 //   - ReconnectStorm: a client pool reconnecting to a restarted
@@ -47,8 +49,9 @@
 //   - Churn: short connections at a steady rate against an accepting
 //     redis-server.
 //
-// Probe samples the accept queues (with stormwatch's own listeners source)
-// and the namespace's TcpExt counters every few milliseconds; Watcher
+// Probe samples the accept queues (with stormwatch's own listeners source,
+// SYN_RECV counts too when asked) and the namespace's TcpExt counters every
+// few milliseconds; Watcher
 // scrapes a daemon and remembers what each of its samples said. Ground
 // truth comes from the kernel's tools: ss, conntrack -C, /proc/net/netstat
 // read from inside the namespace.
@@ -56,7 +59,8 @@
 // # Limits
 //
 // Linux only; needs root, ip(8), ss(8), nft(8), and, per scenario,
-// redis-server, conntrack(8) and node_exporter. Only loopback traffic
+// redis-server, conntrack(8), hping3 and node_exporter; the loaded bench
+// runs sha256sum(1) as its CPU-bound process. Only loopback traffic
 // inside the namespace. A run killed with SIGKILL leaves its namespace
 // ("ip netns list", prefix stormlab- or stormwatch-) and, during the
 // conntrack scenario, a lowered nf_conntrack_max behind.

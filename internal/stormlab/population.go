@@ -21,8 +21,12 @@ type PopulationSpec struct {
 	// the server side). They come from many 127.x.y.z source addresses.
 	Established   int
 	BusyListeners int
-	// IdleListeners listen with empty queues.
+	// IdleListeners listen with empty queues on 127.0.0.1, DualStack
+	// more on [::] taking both families, as Valkey's default bind
+	// ("* -::*") opens one beside its IPv4 listener: with one, a SYN_RECV
+	// dump per address family walks the socket table twice.
 	IdleListeners int
+	DualStack     int
 	// HalfOpen handshakes stay in SYN_RECV on one more listener, whose
 	// clients' final ACKs are dropped.
 	HalfOpen int
@@ -32,15 +36,15 @@ type PopulationSpec struct {
 // namespace: both ends of each connection, each half-open handshake's
 // request socket and client, and the listeners.
 func (p PopulationSpec) Sockets() int {
-	return 2*p.Established + 2*p.HalfOpen + p.BusyListeners + p.IdleListeners + 1
+	return 2*p.Established + 2*p.HalfOpen + p.BusyListeners + p.IdleListeners + p.DualStack + 1
 }
 
 // PopulationFor returns a population of about sockets TCP sockets: 8 busy
-// and 50 idle listeners, 1% (at most 1000) half-open handshakes, and
-// established connections for the rest.
+// and 50 idle listeners and one idle dual-stack one, 1% (at most 1000)
+// half-open handshakes, and established connections for the rest.
 func PopulationFor(sockets int) PopulationSpec {
-	p := PopulationSpec{BusyListeners: 8, IdleListeners: 50, HalfOpen: min(1000, sockets/100)}
-	p.Established = max(0, (sockets-p.BusyListeners-p.IdleListeners-1-2*p.HalfOpen)/2)
+	p := PopulationSpec{BusyListeners: 8, IdleListeners: 50, DualStack: 1, HalfOpen: min(1000, sockets/100)}
+	p.Established = max(0, (sockets-p.BusyListeners-p.IdleListeners-p.DualStack-1-2*p.HalfOpen)/2)
 	return p
 }
 
@@ -48,7 +52,7 @@ func PopulationFor(sockets int) PopulationSpec {
 type Population struct {
 	Spec         PopulationSpec
 	BusyPorts    []int
-	IdlePorts    []int
+	IdlePorts    []int // the idle listeners, dual-stack ones last
 	HalfOpenPort int
 	Workers      int // worker processes holding the sockets
 	// Sockets is the namespace's TCP socket count as "ss -Htan" shows it
@@ -99,6 +103,13 @@ func (l *Lab) Populate(ctx context.Context, spec PopulationSpec) (*Population, e
 	}
 	for range spec.IdleListeners {
 		p, err := lw.Listen(ctx, "127.0.0.1:0", 128)
+		if err != nil {
+			return nil, err
+		}
+		pop.IdlePorts = append(pop.IdlePorts, p)
+	}
+	for range spec.DualStack {
+		p, err := lw.Listen(ctx, "[::]:0", 128)
 		if err != nil {
 			return nil, err
 		}
@@ -208,7 +219,7 @@ func (l *Lab) Populate(ctx context.Context, spec PopulationSpec) (*Population, e
 	pop.Sockets = strings.Count(string(out), "\n")
 	pop.Took = time.Since(start)
 	l.Logf("population: %d sockets (%d established connections, %d half-open, %d listeners) in %d workers, %v",
-		pop.Sockets, spec.Established, spec.HalfOpen, spec.BusyListeners+spec.IdleListeners+1, pop.Workers, pop.Took.Round(time.Millisecond))
+		pop.Sockets, spec.Established, spec.HalfOpen, spec.BusyListeners+spec.IdleListeners+spec.DualStack+1, pop.Workers, pop.Took.Round(time.Millisecond))
 	return pop, nil
 }
 

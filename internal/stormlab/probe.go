@@ -52,12 +52,35 @@ type Probe struct {
 // maxProbeSamples bounds a probe's memory: 10 minutes at 10 ms.
 const maxProbeSamples = 60000
 
+// ProbeOptions configure a Probe.
+type ProbeOptions struct {
+	// Interval is the time between samples.
+	Interval time.Duration
+	// Ports are the listeners sampled (all when empty).
+	Ports []int
+	// SynRecvEvery dumps the SYN_RECV sockets at every sample (cheap in
+	// a small namespace), so that the first half-open handshake of a
+	// flood is seen within Interval; otherwise they are counted every
+	// second.
+	SynRecvEvery bool
+}
+
 // StartProbe starts sampling every interval the listeners on ports (all
 // listeners when empty) and the namespace's counters, until Stop.
 func (l *Lab) StartProbe(interval time.Duration, ports ...int) (*Probe, error) {
+	return l.StartProbeWith(ProbeOptions{Interval: interval, Ports: ports})
+}
+
+// StartProbeWith starts a probe configured by opts.
+func (l *Lab) StartProbeWith(opts ProbeOptions) (*Probe, error) {
+	interval := opts.Interval
 	var include []collector.PortRange
-	for _, p := range ports {
+	for _, p := range opts.Ports {
 		include = append(include, collector.PortRange{Lo: uint16(p), Hi: uint16(p)})
+	}
+	synRecvInterval := time.Second
+	if opts.SynRecvEvery {
+		synRecvInterval = 0
 	}
 	p := &Probe{stop: make(chan struct{}), done: make(chan error, 1)}
 	ready := make(chan error, 1)
@@ -66,7 +89,7 @@ func (l *Lab) StartProbe(interval time.Duration, ports ...int) (*Probe, error) {
 			// Dialled here, the sock_diag socket lives in the namespace.
 			sources, err := collector.NewSources(collector.Config{Listeners: collector.ListenerConfig{
 				Include:         include,
-				SynRecvInterval: time.Second,
+				SynRecvInterval: synRecvInterval,
 			}})
 			if err != nil {
 				ready <- err
@@ -227,4 +250,38 @@ func Summarise(samples []ProbeSample, port int, window time.Duration) QueueStats
 		}
 	}
 	return st
+}
+
+// FirstHalfOpen returns when samples first showed a half-open handshake
+// on port: at is the first sample with one, before the sample just before
+// it (zero if none), so the first SYN arrived in (before, at]. at is zero
+// if no sample showed one. The samples must count SYN_RECV at every
+// sample (ProbeOptions.SynRecvEvery).
+func FirstHalfOpen(samples []ProbeSample, port int) (before, at time.Time) {
+	for i, s := range samples {
+		if l, ok := s.Listener(port); ok && l.SynRecv > 0 {
+			if i > 0 {
+				before = samples[i-1].Time
+			}
+			return before, s.Time
+		}
+	}
+	return time.Time{}, time.Time{}
+}
+
+// FirstOverflow returns when samples first showed TcpExt ListenOverflows
+// risen above the first sample's: at is the first sample showing it,
+// before the sample just before it, so the first overflow happened in
+// (before, at]. Both are zero if none did.
+func FirstOverflow(samples []ProbeSample) (before, at time.Time) {
+	if len(samples) == 0 {
+		return time.Time{}, time.Time{}
+	}
+	base := samples[0].TCP.ListenOverflows
+	for i, s := range samples {
+		if s.TCP.ListenOverflows > base {
+			return samples[max(i-1, 0)].Time, s.Time
+		}
+	}
+	return time.Time{}, time.Time{}
 }

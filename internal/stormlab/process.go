@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -322,6 +323,54 @@ func (d *Daemon) Scrape() (Exposition, error) {
 
 // Get fetches a path of the daemon's web server.
 func (d *Daemon) Get(path string) (int, []byte, error) { return d.lab.HTTPGet(d.Addr, path) }
+
+// Alert is an alert as the daemon's /api/v1/alerts lists it.
+type Alert struct {
+	Labels   map[string]string `json:"labels"`
+	State    string            `json:"state"`
+	ActiveAt time.Time         `json:"activeAt"`
+	// FiredAt is when it fired: the start of the sample whose evaluation
+	// fired it. Zero while pending.
+	FiredAt time.Time `json:"firedAt"`
+}
+
+// Alerts fetches the daemon's pending and firing alerts.
+func (d *Daemon) Alerts() ([]Alert, error) {
+	status, body, err := d.Get("/api/v1/alerts")
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("GET /api/v1/alerts: status %d", status)
+	}
+	var resp struct {
+		Data struct {
+			Alerts []Alert `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, fmt.Errorf("/api/v1/alerts: %w", err)
+	}
+	return resp.Data.Alerts, nil
+}
+
+// FindAlert returns the first alert named name in state whose labels
+// include labels.
+func FindAlert(alerts []Alert, name, state string, labels map[string]string) (Alert, bool) {
+	for _, a := range alerts {
+		if a.Labels["alertname"] != name || a.State != state {
+			continue
+		}
+		ok := true
+		for k, v := range labels {
+			ok = ok && a.Labels[k] == v
+		}
+		if ok {
+			return a, true
+		}
+	}
+	return Alert{}, false
+}
 
 // NodeExporterAddr is where the lab's node_exporter listens inside the
 // namespace.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"syscall"
 	"time"
@@ -120,6 +121,76 @@ func (s *SynFlood) Flood(ctx context.Context, n int) (ConnectResult, error) {
 	res, err := s.w.Connect(ctx, fmt.Sprintf("127.0.0.1:%d", s.Port), n, 0, 300*time.Millisecond)
 	s.Lab.Logf("%d SYNs sent: %+v", n, res)
 	return res, err
+}
+
+// HpingFlood is a SYN flood by hping3 at a redis-server: SYNs from a
+// spoofed loopback source whose SYN-ACKs nftables drops in the namespace,
+// so that no handshake completes and the listener's SYN queue fills; with
+// net.ipv4.tcp_syncookies=1 (the kernel's default) the kernel then answers
+// with cookies. The source is always a 127.0.0.0/8 address: the packets
+// never leave the namespace's loopback.
+type HpingFlood struct {
+	Lab     *Lab
+	Port    int // 0: RedisPort
+	Backlog int // redis tcp-backlog, the SYN queue limit; 0: 511 (Valkey's default)
+	// Source is the spoofed source address; "": 127.66.0.1.
+	Source string
+	// Interval is the time between SYNs (hping3 -i u…); 0: 10 µs, which
+	// hping3's sleeps turn into about 10,000 SYNs a second here.
+	Interval time.Duration
+
+	Redis *Redis
+	proc  *Process
+}
+
+// Setup starts redis-server and drops the SYN-ACKs it sends to Source.
+func (s *HpingFlood) Setup(ctx context.Context) error {
+	s.Port = cmpOr0(s.Port, RedisPort)
+	s.Backlog = cmpOr0(s.Backlog, 511)
+	if s.Source == "" {
+		s.Source = "127.66.0.1"
+	}
+	if s.Interval == 0 {
+		s.Interval = 10 * time.Microsecond
+	}
+	src, err := netip.ParseAddr(s.Source)
+	if err != nil || !netip.MustParsePrefix("127.0.0.0/8").Contains(src) {
+		return fmt.Errorf("hping3 flood source %q: want an address in 127.0.0.0/8", s.Source)
+	}
+	for _, kv := range [][2]string{{"net.core.somaxconn", "4096"}, {"net.ipv4.tcp_syncookies", "1"}} {
+		if err := s.Lab.Sysctl(kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	if s.Redis, err = s.Lab.StartRedis(ctx, s.Port, s.Backlog); err != nil {
+		return err
+	}
+	return s.Lab.NFT(ctx, fmt.Sprintf("stormlab_hping_%d", s.Port), fmt.Sprintf(
+		"chain output { type filter hook output priority 0; ip daddr %s tcp sport %d tcp flags & (syn|ack) == (syn|ack) drop; }", src, s.Port))
+}
+
+// SynQueueLimit is the number of half-open handshakes the listener keeps
+// before it answers with cookies: its accept queue limit.
+func (s *HpingFlood) SynQueueLimit() int { return min(s.Backlog, 4096) }
+
+// Start starts hping3 flooding the server, and returns when it did.
+func (s *HpingFlood) Start() (time.Time, error) {
+	us := max(1, s.Interval.Microseconds())
+	start := time.Now()
+	p, err := s.Lab.Start("hping3", "-q", "-I", "lo", "-S", "-p", strconv.Itoa(s.Port), "-a", s.Source,
+		"-i", "u"+strconv.FormatInt(us, 10), "127.0.0.1")
+	if err != nil {
+		return start, err
+	}
+	s.proc = p
+	return start, nil
+}
+
+// Stop stops hping3.
+func (s *HpingFlood) Stop() {
+	if s.proc != nil {
+		s.proc.Stop(2 * time.Second)
+	}
 }
 
 // ConntrackFill tracks the namespace's connections to one port (and only

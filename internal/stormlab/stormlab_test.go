@@ -140,7 +140,7 @@ func newTestLab(t *testing.T, opts Options) *Lab {
 func TestPopulate(t *testing.T) {
 	l := newTestLab(t, Options{MaxSocketsPerWorker: 1500})
 	ctx := context.Background()
-	spec := PopulationSpec{Established: 4000, BusyListeners: 3, IdleListeners: 5, HalfOpen: 300}
+	spec := PopulationSpec{Established: 4000, BusyListeners: 3, IdleListeners: 5, DualStack: 1, HalfOpen: 300}
 	pop, err := l.Populate(ctx, spec)
 	if err != nil {
 		t.Fatal(err)

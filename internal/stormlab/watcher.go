@@ -32,6 +32,12 @@ type WatchedSample struct {
 	Queue, Limit, SynRecv float64
 	// Overflows is stormwatch_tcp_listen_overflows_total.
 	Overflows float64
+	// Interval is the sampling interval in force after the sample
+	// (stormwatch_sample_interval_seconds), 0 when not exported.
+	Interval time.Duration
+	// Seq is stormwatch_samples_total as of the sample: consecutive
+	// samples differ by one (0 when not exported).
+	Seq float64
 }
 
 // NewWatcher watches d's figures for the listener on port.
@@ -90,6 +96,10 @@ func (w *Watcher) scrapeOnce() {
 		s.Limit, _ = e.Value("stormwatch_listener_accept_queue_limit", "port", w.port)
 		s.SynRecv, _ = e.Value("stormwatch_listener_syn_recv", "port", w.port)
 		s.Overflows, _ = e.Value("stormwatch_tcp_listen_overflows_total")
+		if v, ok := e.Value("stormwatch_sample_interval_seconds"); ok {
+			s.Interval = time.Duration(v * float64(time.Second))
+		}
+		s.Seq, _ = e.Value("stormwatch_samples_total")
 		w.samples = append(w.samples, s)
 	}
 	for _, a := range e["stormwatch_alerts"] {
@@ -124,4 +134,30 @@ func (w *Watcher) FirstAlert(name, state string) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.alerts[[2]string{name, state}]
+}
+
+// Gaps returns the time between each pair of consecutive daemon samples
+// the watcher saw both of (their stormwatch_samples_total differ by one),
+// from is to to; and, of the samples seen in that span, the time from the
+// first to the last and how many cycles the daemon ran in it.
+func (w *Watcher) Gaps(from, to time.Time) (gaps []time.Duration, span time.Duration, cycles int) {
+	var first, last *WatchedSample
+	ss := w.Samples()
+	for i := range ss {
+		s := &ss[i]
+		if s.Time.Before(from) || s.Time.After(to) {
+			continue
+		}
+		if first == nil {
+			first = s
+		}
+		last = s
+		if i > 0 && s.Seq == ss[i-1].Seq+1 && !ss[i-1].Time.Before(from) {
+			gaps = append(gaps, s.Time.Sub(ss[i-1].Time))
+		}
+	}
+	if first == nil {
+		return nil, 0, 0
+	}
+	return gaps, last.Time.Sub(first.Time), int(last.Seq - first.Seq)
 }

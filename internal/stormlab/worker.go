@@ -274,12 +274,25 @@ func (w *worker) listen(addr string, backlog int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	// An IPv6 address listens dual-stack (IPV6_V6ONLY off), as a server
+	// bound to [::] does by default.
+	fam := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+	if ap.Addr().Is4() {
+		fam, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}); err != nil {
+	if fam == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			unix.Close(fd)
+			return 0, fmt.Errorf("IPV6_V6ONLY off: %w", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
 		return 0, fmt.Errorf("bind %v: %w", ap, err)
 	}
@@ -287,13 +300,19 @@ func (w *worker) listen(addr string, backlog int) (int, error) {
 		unix.Close(fd)
 		return 0, err
 	}
-	sa, err := unix.Getsockname(fd)
+	got, err := unix.Getsockname(fd)
 	if err != nil {
 		unix.Close(fd)
 		return 0, err
 	}
 	w.fds = append(w.fds, fd)
-	return sa.(*unix.SockaddrInet4).Port, nil
+	switch got := got.(type) {
+	case *unix.SockaddrInet4:
+		return got.Port, nil
+	case *unix.SockaddrInet6:
+		return got.Port, nil
+	}
+	return 0, fmt.Errorf("listening socket of unknown family %T", got)
 }
 
 // sourceAddr returns the source address of a worker's i-th connection:

@@ -7,6 +7,7 @@ package sockdiagtest
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -15,6 +16,30 @@ import (
 
 	"github.com/stormwatch/stormwatch/internal/sockdiag"
 )
+
+// Request is a dump request as the kernel reads it.
+type Request struct {
+	// Legacy is true for TCPDIAG_GETSOCK (both families at once), false
+	// for SOCK_DIAG_BY_FAMILY.
+	Legacy bool
+	// Family is the family asked for: AF_UNSPEC for a legacy request.
+	Family uint8
+	// States is idiag_states.
+	States uint32
+}
+
+// ParseRequest decodes a dump request: an inet_diag_req_v2 in a
+// SOCK_DIAG_BY_FAMILY message, or an inet_diag_req in a TCPDIAG_GETSOCK
+// one, for TCP. It reports false for anything else.
+func ParseRequest(m netlink.Message) (Request, bool) {
+	switch {
+	case m.Header.Type == sockdiag.ByFamily && len(m.Data) == sockdiag.ReqV2Len && m.Data[1] == unix.IPPROTO_TCP:
+		return Request{Family: m.Data[0], States: binary.NativeEndian.Uint32(m.Data[4:8])}, true
+	case m.Header.Type == sockdiag.TCPDiagGetSock && len(m.Data) == sockdiag.ReqLen:
+		return Request{Legacy: true, Family: unix.AF_UNSPEC, States: binary.NativeEndian.Uint32(m.Data[52:56])}, true
+	}
+	return Request{}, false
+}
 
 // Marshal encodes m as the kernel would: the fixed struct, then
 // INET_DIAG_SHUTDOWN and, for an AF_INET6 listener, INET_DIAG_SKV6ONLY.
@@ -55,23 +80,42 @@ func Marshal(m sockdiag.Msg) []byte {
 // Conn is an nltest connection that records deadlines and closes.
 type Conn struct {
 	*netlink.Conn
+	// Deadlines and Closed are read once the dumps are over.
 	Deadlines []time.Time
 	Closed    bool
 	// OnDeadline, when set, is called with every deadline set.
 	OnDeadline func(time.Time)
+
+	mu      sync.Mutex
+	expired chan struct{} // closed by a deadline in the past
 }
 
 // Dial returns a Conn answering requests with fn (see nltest.Dial).
-func Dial(fn nltest.Func) *Conn { return &Conn{Conn: nltest.Dial(fn)} }
+func Dial(fn nltest.Func) *Conn { return &Conn{Conn: nltest.Dial(fn), expired: make(chan struct{})} }
 
-// SetDeadline records t.
+// SetDeadline records t. A deadline in the past (how a cancelled dump
+// wakes a blocked read) closes Expired.
 func (c *Conn) SetDeadline(t time.Time) error {
-	c.Deadlines = append(c.Deadlines, t)
 	if c.OnDeadline != nil {
 		c.OnDeadline(t)
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Deadlines = append(c.Deadlines, t)
+	if !t.IsZero() && t.Before(time.Now()) {
+		select {
+		case <-c.expired:
+		default:
+			close(c.expired)
+		}
+	}
 	return nil
 }
+
+// Expired is closed once the connection's deadline was set in the past: a
+// fake kernel that stalls a dump returns os.ErrDeadlineExceeded then, as
+// the socket would.
+func (c *Conn) Expired() <-chan struct{} { return c.expired }
 
 // Close records the close and closes the nltest connection.
 func (c *Conn) Close() error {
@@ -80,12 +124,14 @@ func (c *Conn) Close() error {
 }
 
 // DumpReply answers req with msgs as a multipart dump ending in
-// NLMSG_DONE, split over several datagrams by nltest.
+// NLMSG_DONE, split over several datagrams by nltest. The messages carry
+// the request's type, as the kernel's do (SOCK_DIAG_BY_FAMILY, or the
+// legacy TCPDIAG_GETSOCK).
 func DumpReply(req netlink.Message, flags netlink.HeaderFlags, msgs ...[]byte) []netlink.Message {
 	out := make([]netlink.Message, 0, len(msgs)+1)
 	for _, d := range msgs {
 		out = append(out, netlink.Message{
-			Header: netlink.Header{Type: sockdiag.ByFamily, Flags: netlink.Multi | flags, Sequence: req.Header.Sequence, PID: nltest.PID},
+			Header: netlink.Header{Type: req.Header.Type, Flags: netlink.Multi | flags, Sequence: req.Header.Sequence, PID: nltest.PID},
 			Data:   d,
 		})
 	}
