@@ -14,12 +14,18 @@ import (
 // ProtectProc=invisible, or as another user, they cannot be seen, and the
 // listener's owner_error attribute says why instead.
 
+// A scan reads the file descriptors of every process until it has found
+// every listener's (hundreds of thousands on a busy host: half a second
+// of CPU), so it runs only when something calls for it: a listener not
+// seen before (at most every ownerMinRescan), an owner whose process is
+// gone or renamed, an owner that could not be found (every
+// ownerRecheckInterval), and as a backstop every ownerRescanInterval (a
+// socket handed to another process that lives on). Between scans the
+// owners' processes are checked, one stat file per process.
 const (
-	// ownerRescanInterval is how often every owner is looked up again.
-	ownerRescanInterval = 30 * time.Second
-	// ownerMinRescan is the least time between two scans for listeners
-	// not seen before: a scan reads every process's file descriptors.
-	ownerMinRescan = 5 * time.Second
+	ownerRescanInterval  = 10 * time.Minute
+	ownerRecheckInterval = 30 * time.Second
+	ownerMinRescan       = 5 * time.Second
 )
 
 // Attributes of a listener's owner.
@@ -32,8 +38,9 @@ const (
 
 // ownerCache finds and remembers the processes holding listening sockets.
 type ownerCache struct {
-	fs       procfs.FS
-	lastScan time.Time
+	fs        procfs.FS
+	lastScan  time.Time
+	lastCheck time.Time
 	byInode  map[uint32]owner
 	// hidden says why some owners cannot be seen ("" when all can).
 	hidden string
@@ -51,10 +58,10 @@ func newOwnerCache(fs procfs.FS) *ownerCache {
 	return &ownerCache{fs: fs, byInode: map[uint32]owner{}}
 }
 
-// update looks up the owners of inodes at now: all of them every
-// ownerRescanInterval, and those not seen before at most every
-// ownerMinRescan. busy lists the pids whose state is read again now (the
-// owners of listeners with a queue): cheap, one stat file each.
+// update looks up the owners of inodes at now (see ownerRescanInterval
+// for when it scans). busy lists the pids whose state is read again now
+// (the owners of listeners with a queue); every owner's is, every
+// ownerRecheckInterval.
 func (c *ownerCache) update(now time.Time, inodes []uint32, busy map[int]bool) {
 	due := c.lastScan.IsZero() || now.Sub(c.lastScan) >= ownerRescanInterval || now.Before(c.lastScan)
 	if !due && now.Sub(c.lastScan) >= ownerMinRescan {
@@ -65,22 +72,61 @@ func (c *ownerCache) update(now time.Time, inodes []uint32, busy map[int]bool) {
 			}
 		}
 	}
+	recheck := now.Sub(c.lastCheck) >= ownerRecheckInterval || now.Before(c.lastCheck)
+	if !due && recheck {
+		c.lastCheck = now
+		due = !c.refresh(nil) || c.unresolved()
+	}
 	if due {
 		c.scan(now, inodes)
 		return
 	}
+	c.refresh(busy)
+}
+
+// refresh reads the state of the owners' processes (those in pids, or all
+// when pids is nil), once per process. It reports false when one is gone
+// or runs another program: its sockets' owners are to be looked up again.
+func (c *ownerCache) refresh(pids map[int]bool) bool {
+	ok := true
+	read := map[int]procfs.Process{}
 	for ino, o := range c.byInode {
-		if o.err == nil && busy[o.proc.PID] {
-			if p, err := c.fs.ProcessStat(o.proc.PID); err == nil && p.Comm == o.proc.Comm {
-				o.proc.State = p.State
-				c.byInode[ino] = o
+		pid := o.proc.PID
+		if o.err != nil || (pids != nil && !pids[pid]) {
+			continue
+		}
+		p, seen := read[pid]
+		if !seen {
+			q, err := c.fs.ProcessStat(pid)
+			if err != nil || q.Comm != o.proc.Comm {
+				q, ok = procfs.Process{}, false
 			}
+			read[pid], p = q, q
+		}
+		if p.PID != 0 {
+			o.proc.State = p.State
+			c.byInode[ino] = o
 		}
 	}
+	return ok
+}
+
+// unresolved reports whether some listener's owner was not found by a
+// scan that could see the processes (a hidden owner stays hidden).
+func (c *ownerCache) unresolved() bool {
+	if c.scanErr != nil {
+		return true
+	}
+	for _, o := range c.byInode {
+		if o.err != nil && !errors.Is(o.err, procfs.ErrOwnerHidden) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *ownerCache) scan(now time.Time, inodes []uint32) {
-	c.lastScan = now
+	c.lastScan, c.lastCheck = now, now
 	res, err := c.fs.SocketOwners(inodes, procfs.OwnerLimits{})
 	c.scanErr = err
 	c.hidden = res.HiddenReason()
