@@ -41,7 +41,7 @@ type ownerCache struct {
 	fs        procfs.FS
 	lastScan  time.Time
 	lastCheck time.Time
-	byInode  map[uint32]owner
+	byInode   map[uint32]owner
 	// hidden says why some owners cannot be seen ("" when all can).
 	hidden string
 	// scanErr is the last scan's failure to list processes at all.
