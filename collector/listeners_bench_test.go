@@ -41,7 +41,11 @@ func raiseNoFile(tb testing.TB) int {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &raised); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
+	tb.Cleanup(func() {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+			tb.Errorf("restoring RLIMIT_NOFILE: %v", err)
+		}
+	})
 	return int(min(raised.Cur, 1<<30))
 }
 

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net/netip"
 	"os"
@@ -97,7 +98,11 @@ func (k *fakeKernel) reply(c *sockdiagtest.Conn, reqs []netlink.Message) ([]netl
 	}
 	if k.nlErr != nil {
 		if err := k.nlErr(family, states); err != nil {
-			return sockdiagtest.KernelError(req, err.(unix.Errno))
+			var errno unix.Errno
+			if !errors.As(err, &errno) {
+				return nil, fmt.Errorf("nlErr returned %w, not an errno", err)
+			}
+			return sockdiagtest.KernelError(req, errno)
 		}
 	}
 	var flags netlink.HeaderFlags

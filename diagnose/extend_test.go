@@ -108,7 +108,9 @@ func TestNewSourceEndToEnd(t *testing.T) {
 	}
 	var exp bytes.Buffer
 	for _, mf := range mfs {
-		expfmt.MetricFamilyToText(&exp, mf)
+		if _, err := expfmt.MetricFamilyToText(&exp, mf); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, want := range []string{
 		`stormwatch_pool_waiting{pool="orders"} 95`,

@@ -343,8 +343,12 @@ func TestMissingPort(t *testing.T) {
 			t.Errorf("ports %v: exit %d, want %d", tt.ports, r.ExitCode, tt.wantExit)
 		}
 		var text, js bytes.Buffer
-		r.WriteText(&text, TextOptions{})
-		r.WriteJSON(&js)
+		if err := r.WriteText(&text, TextOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.WriteJSON(&js); err != nil {
+			t.Fatal(err)
+		}
 		for _, out := range []string{text.String(), js.String()} {
 			if !strings.Contains(out, "no listener on port 6390") {
 				t.Errorf("ports %v: output does not say there is no listener:\n%s", tt.ports, out)

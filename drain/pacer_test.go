@@ -201,7 +201,7 @@ func newHeadroomServer(t *testing.T, answers ...func(w http.ResponseWriter)) *he
 func answer(h drain.Headroom) func(http.ResponseWriter) {
 	return func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
+		_ = json.NewEncoder(w).Encode(map[string]any{ // a fake server: the client reads it
 			"ok": h.OK, "headroom": h.Headroom, "reasons": h.Reasons,
 			"limiting": map[string]any{"queue": "accept_queue", "entity": "listener 0.0.0.0:6380", "used": 105, "limit": 128},
 			"alerts":   []string{},

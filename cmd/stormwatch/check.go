@@ -149,7 +149,7 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 		s, err := collector.NewSampler(schema, sources, targets, h)
 		return s, h, err
 	}
-	sampler, history, err := newSampler()
+	sampler, _, err := newSampler()
 	if err != nil {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
@@ -165,7 +165,8 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 	wctx, wcancel := context.WithTimeout(ctx, max(f.window, 2*time.Second))
 	targets.Wait(wctx)
 	wcancel()
-	if sampler, history, err = newSampler(); err != nil {
+	sampler, history, err := newSampler()
+	if err != nil {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
 	}

@@ -176,7 +176,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				rl.reload()
+				_ = rl.reload() // a failed reload is logged and keeps the running rules
 			}
 		}
 	})
@@ -195,7 +195,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		}
 		stop()
 	}
-	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping) // best effort: the process exits anyway
 	// Sampling stops first: nothing evaluated from here on, and nothing
 	// resolved because the daemon is stopping.
 	if notifier != nil {
@@ -290,7 +290,7 @@ func newHandler(reg *prometheus.Registry, f *daemonFlags, engine *alerts.Engine,
 			active = []alerts.Alert{}
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
+		_ = json.NewEncoder(w).Encode(map[string]any{ // an error: the client went away
 			"status": "success",
 			"data":   map[string]any{"alerts": active},
 		})
@@ -524,7 +524,8 @@ func (l *sampleLoop) run(ctx context.Context) {
 		// every source fails (a wedged kernel interface) gets restarted.
 		// The pings go by the clock, whatever the interval.
 		if l.tick(ctx) && watchdog > 0 && time.Since(lastPing) >= watchdog/2 {
-			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			// Not under systemd, or its socket gone: nothing to do.
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			lastPing = time.Now()
 		}
 		if next := l.intervalNow(); next != cur {

@@ -468,7 +468,7 @@ func (o *drainOutput) event(ev drain.Event) {
 	o.last = ev
 	switch o.format {
 	case "json":
-		json.NewEncoder(o.w).Encode(o.eventJSON(ev))
+		_ = json.NewEncoder(o.w).Encode(o.eventJSON(ev)) // the drain goes on whoever reads its log
 	case "text":
 		o.textLine(ev)
 	default:
@@ -622,7 +622,7 @@ func (o *drainOutput) summary(s drain.Summary, code int) {
 			m["error"] = s.Err.Error()
 		}
 		progressJSON(m, s.Progress)
-		json.NewEncoder(o.w).Encode(m)
+		_ = json.NewEncoder(o.w).Encode(m) // the drain goes on whoever reads its log
 		return
 	}
 	names := strings.Join(listenerNames(s.Listeners), ", ")

@@ -321,7 +321,7 @@ func quietUnderBenchmark(t *testing.T, ns *netnstest.NS, d *testDaemon, port int
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	_ = <-benchDone // killed at the end of span
+	<-benchDone // killed at the end of span
 	<-watchDone
 	if watchErr != nil {
 		t.Fatalf("watching the accept queue: %v", watchErr)

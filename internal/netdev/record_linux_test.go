@@ -12,6 +12,7 @@ import (
 
 	"github.com/stormwatch/stormwatch/internal/netdev"
 	"github.com/stormwatch/stormwatch/internal/netdev/netdevtest"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 var recordEthtool = flag.Bool("record-ethtool", false,
@@ -28,7 +29,7 @@ const recordDir = "netdevtest/ethtool"
 // driver's string tables (enaNames) with chosen values.
 func TestRecordEthtoolFixtures(t *testing.T) {
 	if !*recordEthtool {
-		t.Skip("records fixtures only with -record-ethtool")
+		testenv.Optional(t, "run with -record-ethtool to rewrite the recordings")
 	}
 
 	// veth: traffic through a pair across two namespaces, read on the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stormwatch/stormwatch/internal/netnstest"
 	"github.com/stormwatch/stormwatch/internal/sockdiag"
+	"github.com/stormwatch/stormwatch/internal/testenv"
 )
 
 // pairs is a set of connections made and accepted inside a namespace.
@@ -266,7 +267,7 @@ func TestDestroyWithoutCapNetAdmin(t *testing.T) {
 	defer p.close()
 	defer ln.Close()
 	if errors.Is(probeErr, sockdiag.ErrDestroyUnsupported) {
-		t.Skip("this kernel lacks SOCK_DESTROY")
+		testenv.Require(t, "SOCK_DESTROY (a kernel with CONFIG_INET_DIAG_DESTROY)", probeErr)
 	}
 	if probeErr != nil {
 		t.Errorf("Supported without CAP_NET_ADMIN: %v", probeErr)

@@ -250,15 +250,18 @@ func (l *Lab) StartWorker(ctx context.Context) (*Worker, error) {
 }
 
 // stop closes the worker's input, which makes it close its sockets and
-// exit, and kills it if it does not.
+// exit, and kills it if it does not. How the worker exited is not
+// reported: a worker ends by its input closing or by being killed.
 func (w *Worker) stop() error {
 	w.in.Close()
+	var exit error
 	select {
-	case <-w.done:
+	case exit = <-w.done:
 	case <-time.After(10 * time.Second):
 		w.cmd.Process.Kill()
-		<-w.done
+		exit = <-w.done
 	}
+	_ = exit
 	return nil
 }
 
@@ -280,7 +283,11 @@ func (w *Worker) call(ctx context.Context, req request, resp *response) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		return fmt.Errorf("%s: worker exited: %v", req.Op, w.out.Err())
+		cause := w.out.Err()
+		if cause == nil {
+			cause = io.EOF
+		}
+		return fmt.Errorf("%s: worker exited: %w", req.Op, cause)
 	}
 	if err := json.Unmarshal(w.out.Bytes(), resp); err != nil {
 		return fmt.Errorf("%s: %w", req.Op, err)

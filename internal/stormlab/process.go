@@ -257,7 +257,7 @@ func (l *Lab) waitPing(ctx context.Context, r *Redis) error {
 			return nil
 		}
 		if r.Exited() {
-			return fmt.Errorf("redis-server exited: %v\n%s", r.err, r.Log())
+			return fmt.Errorf("redis-server exited: %w\n%s", exitCause(r.err), r.Log())
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("redis-server on %s did not answer PING: %w\n%s", r.Addr(), err, r.Log())
@@ -300,13 +300,25 @@ func (l *Lab) waitHTTP(ctx context.Context, p *Process, addr, path string) error
 			return nil
 		}
 		if p.Exited() {
-			return fmt.Errorf("%s exited: %v\n%s", p.Name, p.err, p.Log())
+			return fmt.Errorf("%s exited: %w\n%s", p.Name, exitCause(p.err), p.Log())
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s did not serve %s on %s: status %d, %v\n%s", p.Name, path, addr, status, err, p.Log())
+			if err == nil {
+				err = fmt.Errorf("HTTP status %d", status)
+			}
+			return fmt.Errorf("%s did not serve %s on %s: %w\n%s", p.Name, path, addr, err, p.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// exitCause is why a process that exited did: its wait error, or a clean
+// exit, which a server the lab started should not make either.
+func exitCause(err error) error {
+	if err == nil {
+		return errors.New("exit status 0")
+	}
+	return err
 }
 
 // Scrape fetches and parses the daemon's /metrics.

@@ -44,7 +44,10 @@ func RunWorkerIfRequested() {
 		return
 	}
 	var index int
-	fmt.Sscan(v, &index)
+	if _, err := fmt.Sscan(v, &index); err != nil {
+		fmt.Fprintf(os.Stderr, "stormlab worker: %s=%q: %v\n", workerEnv, v, err)
+		os.Exit(2)
+	}
 	os.Exit(serveWorker(index, os.Stdin, os.Stdout))
 }
 
@@ -164,7 +167,9 @@ func serveWorker(index int, in io.Reader, out io.Writer) int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil {
 		lim.Cur = lim.Max
-		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) // the limit as it stays
+		}
 		w.capacity = int(min(lim.Cur, 1<<24)) - fdReserve
 	}
 
@@ -285,7 +290,7 @@ func (w *worker) listen(addr string, backlog int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) // without it, bind says why
 	if fam == unix.AF_INET6 {
 		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
 			unix.Close(fd)
@@ -350,7 +355,8 @@ func (w *worker) connect(r request) (ConnectResult, error) {
 			res.FirstErr = cmpOr(res.FirstErr, fmt.Sprintf("socket: %v", err))
 			break
 		}
-		unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+		// Best effort: without it, ports are picked at bind and run out sooner.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 		src := sourceAddr(w.index, w.srcNext)
 		w.srcNext++
 		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: src}); err != nil {
@@ -467,7 +473,7 @@ func (p *clientPool) run(ctx context.Context, i int, src netip.Addr) {
 		LocalAddr: &net.TCPAddr{IP: src.AsSlice()},
 		Control: func(_, _ string, c syscall.RawConn) error {
 			return c.Control(func(fd uintptr) {
-				unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1) // best effort, as above
 			})
 		},
 	}

@@ -390,9 +390,9 @@ func (r *rawConn) owed() bool { _, ok := r.owedSince(); return ok }
 // connection stays open, without a deadline, for waiting.
 func (r *rawConn) detach() {
 	r.detached.Store(true)
-	r.Conn.SetDeadline(time.Unix(1, 0)) // wakes a blocked Read or Write
+	_ = r.SetDeadline(time.Unix(1, 0)) // wakes a blocked Read or Write
 	r.io.Lock()
-	r.Conn.SetDeadline(time.Time{})
+	_ = r.SetDeadline(time.Time{})
 	r.io.Unlock()
 }
 
