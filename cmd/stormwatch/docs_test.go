@@ -113,30 +113,29 @@ func flagsIn(lines []string) map[string]bool {
 	return out
 }
 
-// defaultShown reports whether lines give flag name's default def: a
-// table row that names the flag and holds `def`, or --name=def written
-// out (a synopsis).
-func defaultShown(lines []string, name, def string) bool {
+// flagRow returns the table row of lines whose first cell names flag
+// --name (`| `--name` | default | meaning |`, or `| `--name`, `-q` | …`),
+// "" when there is none.
+func flagRow(lines []string, name string) string {
 	for _, l := range lines {
-		if strings.Contains(l, "--"+name+"="+def) {
-			return true
-		}
-		if !strings.HasPrefix(strings.TrimSpace(l), "|") || !strings.Contains(l, "`"+def+"`") {
+		cells := strings.Split(l, "|")
+		if !strings.HasPrefix(strings.TrimSpace(l), "|") || len(cells) < 3 {
 			continue
 		}
-		for _, m := range flagTokenRE.FindAllStringSubmatch(l, -1) {
+		for _, m := range flagTokenRE.FindAllStringSubmatch(cells[1], -1) {
 			if m[1] == name {
-				return true
+				return l
 			}
 		}
 	}
-	return false
+	return ""
 }
 
 // TestDocsREADMEFlags: every flag of every command (from the kingpin
-// application the binary parses with) is in the README, under that
-// command's section, with its default where it has one; the
-// application's own flags (--log.level, --help, …) anywhere.
+// application the binary parses with) has a row in a flags table under
+// that command's README section, which gives its default where it has
+// one; the application's own flags (--log.level, --help, …) are mentioned
+// anywhere.
 func TestDocsREADMEFlags(t *testing.T) {
 	lines := readme(t)
 	all := flagsIn(lines)
@@ -161,21 +160,21 @@ func TestDocsREADMEFlags(t *testing.T) {
 			continue
 		}
 		section := readmeSection(t, lines, heading)
-		inSection := flagsIn(section)
 		for _, f := range c.Flags {
 			if f.Hidden {
 				continue
 			}
-			if !inSection[f.Name] {
-				t.Errorf("README: flag --%s of stormwatch %s is not documented under %q", f.Name, c.Name, heading)
+			row := flagRow(section, f.Name)
+			if row == "" {
+				t.Errorf("README: flag --%s of stormwatch %s has no row (| `--%s` | default | meaning |) in a table under %q", f.Name, c.Name, f.Name, heading)
 				continue
 			}
 			def := strings.Join(f.Default, ",")
 			if def == "" || f.IsBoolFlag() && def == "false" {
 				continue
 			}
-			if !defaultShown(section, f.Name, def) {
-				t.Errorf("README: under %q, no table row for --%s gives its default `%s` (nor does --%s=%s appear)", heading, f.Name, def, f.Name, def)
+			if !strings.Contains(row, "`"+def+"`") {
+				t.Errorf("README: under %q, the row of --%s does not give its default `%s`:\n%s", heading, f.Name, def, row)
 			}
 		}
 	}
@@ -232,7 +231,7 @@ func TestDocsREADMERules(t *testing.T) {
 			}
 		}
 		if row == "" {
-			t.Errorf("README: built-in rule %s has no row (| `%s` | scope | severity | fires when | do |) in the rules table", name, name)
+			t.Errorf("README: built-in rule %s has no row (| `%s` | scope | severity | for | fires when | advice |) in the rules table", name, name)
 			continue
 		}
 		cells := strings.Split(row, "|")
@@ -482,13 +481,13 @@ func TestDocsEndpoints(t *testing.T) {
 		}
 	}
 
-	text := strings.Join(readme(t), "\n")
+	text := strings.Join(readmeSection(t, readme(t), "## HTTP endpoints"), "\n")
 	_, man, _ := strings.Cut(manPage(t), ".SH HTTP ENDPOINTS")
 	man, _, _ = strings.Cut(man, ".SH FILES")
 	for _, e := range endpoints {
 		want := e.method + " " + e.path
 		if !strings.Contains(text, "`"+want+"`") {
-			t.Errorf("README: endpoint %s is not listed (as `%s`)", want, want)
+			t.Errorf("README: endpoint %s is not listed under \"## HTTP endpoints\" (as `%s`)", want, want)
 		}
 		if !strings.Contains(man, ".B "+want+"\n") {
 			t.Errorf("deploy/stormwatch.1.in: endpoint %s is not in HTTP ENDPOINTS", want)
