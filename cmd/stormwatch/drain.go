@@ -420,7 +420,9 @@ func readingJSON(r drain.Reading, minHeadroom float64) map[string]any {
 	ready, reason, _ := drain.Judge([]drain.Reading{r}, minHeadroom)
 	m := map[string]any{"schema": drainSchema, "event": "receiver", "receiver": r.Receiver, "ready": ready}
 	if r.Err == nil {
-		m["headroom"] = r.Headroom.Headroom
+		if !r.Headroom.NoData {
+			m["headroom"] = r.Headroom.Headroom
+		}
 		m["ok"] = r.Headroom.OK
 	}
 	if reason != "" {

@@ -47,7 +47,7 @@ func headroomOf(r *headroom.Report) drain.Headroom {
 	if r.Headroom != nil {
 		h.Headroom = *r.Headroom
 	} else {
-		h.OK = false
+		h.OK, h.NoData = false, true
 	}
 	if r.Limiting != nil {
 		h.Limiting = r.Limiting.Name
