@@ -331,3 +331,50 @@ func TestRetentionKeepsWhatRulesRead(t *testing.T) {
 		t.Errorf("retained History holds %d Snapshots, the whole one %d", hk.Len(), hw.Len())
 	}
 }
+
+// TestDefaultRulesStanding: the built-in rules that read settings only
+// (their alerts last as long as the configuration, and do not hold storm
+// mode) are the configuration warnings, and no rule that watches traffic.
+func TestDefaultRulesStanding(t *testing.T) {
+	rules, err := Load(DefaultRulesYAML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rules {
+		if r.Standing() && !slices.Contains(got, r.Name) {
+			got = append(got, r.Name)
+		}
+	}
+	slices.Sort(got)
+	want := []string{"BacklogCappedBySomaxconn", "SyncookiesDisabled", "ValkeyBacklogCapped"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("standing rules (-want +got):\n%s", diff)
+	}
+}
+
+// TestActiveMeasuring: a standing alert is active but not measuring.
+func TestActiveMeasuring(t *testing.T) {
+	rules, err := Load([]byte(`rules:
+  - name: Unhardened
+    condition: syncookies == 0
+  - name: Busy
+    condition: established > 100
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(rules, Options{})
+	h := history()
+	t0 := time.Unix(1000, 0)
+	h.Add(collector.NewBuilder(collector.DefaultSchema(), t0).Set("syncookies", 0).Set("established", 500).Snapshot())
+	if _, err := e.Eval(t0, h); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(e.Active()); got != 2 {
+		t.Fatalf("%d alerts active, want 2", got)
+	}
+	if diff := cmp.Diff([]string{"Busy"}, e.ActiveMeasuring()); diff != "" {
+		t.Errorf("ActiveMeasuring (-want +got):\n%s", diff)
+	}
+}

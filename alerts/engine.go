@@ -510,6 +510,29 @@ func (e *Engine) Active() []Alert {
 	return out
 }
 
+// ActiveMeasuring returns, sorted, the names of the rules that read a
+// measurement (not only settings: see Rule.Standing) and have an alert
+// pending or firing: a storm under way, as opposed to a standing
+// configuration warning.
+func (e *Engine) ActiveMeasuring() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var names []string
+	for _, rs := range e.rules {
+		if rs.rule.standing || slices.Contains(names, rs.rule.Name) {
+			continue
+		}
+		for _, a := range rs.alerts {
+			if a.State == StatePending || a.State == StateFiring {
+				names = append(names, rs.rule.Name)
+				break
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // Alerts returns every alert the Engine holds, resolved ones included,
 // sorted by name then labels: what a Notifier's Send takes.
 func (e *Engine) Alerts() []Alert {

@@ -490,6 +490,8 @@ type checker struct {
 	lookbacks map[Scope]time.Duration
 	// series are the values read over windows, by entity kind.
 	series map[string][]string
+	// measures: the expression reads a value that is not a setting.
+	measures bool
 }
 
 type checkError struct {
@@ -502,6 +504,9 @@ func (c *checker) errorf(n ast.Node, format string, args ...any) {
 }
 
 func (c *checker) mention(v *variable) {
+	if v.Kind != "label" && !v.Setting {
+		c.measures = true
+	}
 	if !slices.Contains(c.mentions, v.Name) {
 		c.mentions = append(c.mentions, v.Name)
 	}
@@ -624,7 +629,7 @@ func (ld *loader) compile(r *Rule, sv *scopeVocab, n *yaml.Node) {
 		}
 		return
 	}
-	r.prog, r.refs, r.mentions = prog, c.refs, c.mentions
+	r.prog, r.refs, r.mentions, r.standing = prog, c.refs, c.mentions, !c.measures
 	r.addLookbacks(c.lookbacks, c.series)
 	if r.Value == "" {
 		r.valueProg = deriveValue(r.Condition, sv)

@@ -73,6 +73,7 @@ type Rule struct {
 	// read), the condition has no data.
 	refs        []*variable
 	mentions    []string
+	standing    bool // the condition reads settings only
 	summary     *template.Template
 	description *template.Template
 	advice      *template.Template
@@ -95,6 +96,11 @@ func (r *Rule) Lookback() time.Duration {
 	}
 	return d
 }
+
+// Standing reports whether the rule's condition reads only settings
+// (sysctls, limits, a server's configuration) and no measurement: its
+// alerts describe how the host is configured, and last as long as that.
+func (r *Rule) Standing() bool { return r.standing }
 
 // Mentions returns the names of the values the rule's condition reads,
 // directly or as a series, in order of appearance: what `stormwatch check`

@@ -38,6 +38,9 @@ type Variable struct {
 	Unit string
 	// Help says what the value is.
 	Help string
+	// Setting marks a configured limit or switch rather than a
+	// measurement (see collector.Value.Setting).
+	Setting bool
 }
 
 // variable is one entry of a scope's vocabulary.
@@ -124,7 +127,7 @@ func (vb *Vocabulary) Schema() *collector.Schema { return vb.schema }
 func (vb *Vocabulary) Scopes() []Scope { return slices.Clone(vb.order) }
 
 func describe(ref collector.ValueRef, scope Scope) Variable {
-	return Variable{Name: ref.Name, Kind: ref.Kind.String(), Scope: scope, Unit: ref.Unit, Help: ref.Help}
+	return Variable{Name: ref.Name, Kind: ref.Kind.String(), Scope: scope, Unit: ref.Unit, Help: ref.Help, Setting: ref.Setting}
 }
 
 func fieldName(prefix string, i int) string { return fmt.Sprintf("%s%d", prefix, i) }

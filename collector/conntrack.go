@@ -21,7 +21,7 @@ var conntrackDecl = &Declaration{
 	Values: []Value{
 		ctEntries: {Name: "conntrack_entries", Kind: Gauge, Unit: "entries", Metric: "conntrack_entries",
 			Help: "Entries in the conntrack table (net.netfilter.nf_conntrack_count)."},
-		ctLimit: {Name: "conntrack_limit", Kind: Gauge, Unit: "entries", Metric: "conntrack_entries_limit",
+		ctLimit: {Name: "conntrack_limit", Kind: Gauge, Setting: true, Unit: "entries", Metric: "conntrack_entries_limit",
 			Help: "Size of the conntrack table (net.netfilter.nf_conntrack_max); new flows are dropped beyond it. No data when the table is unlimited (nf_conntrack_max 0)."},
 		ctBuckets: sysctlValue("conntrack_buckets", "net.netfilter.nf_conntrack_buckets", "conntrack hash buckets"),
 		ctMax:     sysctlValue("nf_conntrack_max", "net.netfilter.nf_conntrack_max", "conntrack table size, 0 for no limit"),

@@ -24,7 +24,10 @@ type Retention struct {
 	// series the rules read over windows. The newest Snapshot keeps
 	// everything; an older one only these (the others read NaN), no
 	// attributes, no source results, and no table of a kind with none
-	// named. Nil keeps every value of every Snapshot.
+	// named. Nil keeps every value of every Snapshot. A Retention set
+	// later (rules reloaded) applies from then on: a value newly named
+	// has no data in the Snapshots thinned before, so a new rule's window
+	// over it fills as samples come.
 	Values map[string][]string
 }
 

@@ -91,15 +91,15 @@ var listenersDecl = &Declaration{
 	Values: []Value{
 		lsnAcceptQueue: {Name: "accept_queue", Entity: KindListener, Kind: Gauge, Unit: "connections", Metric: "listener_accept_queue_length",
 			Help: "Completed handshakes waiting for accept() on the listener; it reaches limit+1 when full."},
-		lsnAcceptLimit: {Name: "accept_queue_limit", Entity: KindListener, Kind: Gauge, Unit: "connections", Metric: "listener_accept_queue_limit",
+		lsnAcceptLimit: {Name: "accept_queue_limit", Entity: KindListener, Kind: Gauge, Setting: true, Unit: "connections", Metric: "listener_accept_queue_limit",
 			Help: "Accept queue limit of the listener: min(listen backlog, net.core.somaxconn)."},
 		lsnAcceptFill: {Name: "accept_queue_fill", Entity: KindListener, Kind: Gauge, Unit: "ratio",
 			Help: "fill of the fullest socket's accept queue, 1 = full"},
 		lsnSynRecv: {Name: "syn_recv", Entity: KindListener, Kind: Gauge, Unit: "handshakes", Part: partSynRecv, Metric: "listener_syn_recv",
 			Help: "Half-open handshakes (SYN_RECV request sockets) addressed to the listener, as of the last SYN_RECV dump."},
-		lsnSynQueueLimit: {Name: "syn_queue_limit", Entity: KindListener, Kind: Gauge, Unit: "handshakes",
+		lsnSynQueueLimit: {Name: "syn_queue_limit", Entity: KindListener, Kind: Gauge, Setting: true, Unit: "handshakes",
 			Help: "half-open handshakes the listener holds before SYN cookies or drops (an approximation, see SynQueueLimit)"},
-		lsnSockets: {Name: "sockets", Entity: KindListener, Kind: Gauge, Unit: "sockets", Metric: "listener_sockets",
+		lsnSockets: {Name: "sockets", Entity: KindListener, Kind: Gauge, Setting: true, Unit: "sockets", Metric: "listener_sockets",
 			Help: "Listening sockets bound to the address and port (more than one with SO_REUSEPORT)."},
 		lsnCount: {Name: "listeners", Kind: Gauge, Unit: "listeners", Help: "listening addresses and ports reported"},
 		lsnDropped: {Name: "listeners_dropped", Kind: Gauge, Unit: "listeners", Metric: "listeners_dropped",
@@ -161,6 +161,9 @@ const (
 	// accept queue limit, the listen backlog), the dump runs every cycle to
 	// follow the flood.
 	synQueueFollowShare = 10
+	// synFillingHold is how long a dump that found a SYN queue filling
+	// stays a storm signal when the dumps after it fail.
+	synFillingHold = 10 * time.Second
 
 	// maxDumpAttempts bounds the restarts of an interrupted or overrun dump
 	// within one cycle.
@@ -455,6 +458,7 @@ func (l *listenerSource) Close() error {
 func (l *listenerSource) synRecvMaxAge() time.Duration { return 2 * l.cfg.SynRecvInterval }
 
 func (l *listenerSource) Collect(ctx context.Context, w *Writer) error {
+	started := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := w.Time()
@@ -490,7 +494,13 @@ func (l *listenerSource) Collect(ctx context.Context, w *Writer) error {
 	}
 	fresh := false
 	if synErr == nil && l.out {
-		fresh, synErr = l.awaitSynRecv(ctx, now)
+		wctx := ctx
+		if l.cfg.SynRecvWait > 0 {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithDeadline(ctx, started.Add(l.cfg.SynRecvWait))
+			defer cancel()
+		}
+		fresh, synErr = l.awaitSynRecv(wctx, now)
 	}
 	if errors.Is(synErr, errSynRecvTimeout) {
 		// The part's own failure (l.partErr), not the source's: the LISTEN
@@ -806,7 +816,8 @@ func (l *listenerSource) rememberSynRecv(now time.Time, cost time.Duration) {
 			filling = filling || uint64(ln.SynRecv)*synQueueFollowShare >= uint64(max(ln.AcceptLimit, 1))
 		}
 	}
-	l.cadence.lastDump, l.cadence.lastCost, l.cadence.synFilling = now, cost, filling
+	l.cadence.lastDump, l.cadence.lastCost = now, cost
+	l.cadence.synFilling, l.cadence.fillingAt = filling, now
 }
 
 // carrySynRecv puts the last dump's counts on the current listeners.
@@ -951,9 +962,12 @@ type synRecvCadence struct {
 	prev     signals       // its counters
 	lastDump time.Time     // the last SYN_RECV dump that completed or timed out
 	lastCost time.Duration // its CPU time
-	// synFilling is true when that dump found a listener's SYN queue at
-	// least 1/synQueueFollowShare full.
+	// synFilling is true when the last dump that completed (at fillingAt)
+	// found a listener's SYN queue at least 1/synQueueFollowShare full. It
+	// is a storm signal for synFillingHold after that dump: dumps that fail
+	// are retried while it holds, but cannot hold it for ever.
 	synFilling bool
+	fillingAt  time.Time
 
 	// The passive-open rate is judged over at least minRateWindow: from
 	// the reading at rateTime (rateValue), fastOpens as of then.
@@ -988,7 +1002,7 @@ func (c *synRecvCadence) withinBudget(now time.Time) bool {
 // now, whose counters are sig; acceptQueued says whether a kept listener
 // has a non-empty accept queue.
 func (c *synRecvCadence) signal(now time.Time, sig signals, acceptQueued bool) bool {
-	if acceptQueued || c.synFilling {
+	if acceptQueued || (c.synFilling && now.Sub(c.fillingAt) < synFillingHold) {
 		return true
 	}
 	if c.prevTime.IsZero() {

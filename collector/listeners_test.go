@@ -499,7 +499,14 @@ func TestSynRecvCadenceDue(t *testing.T) {
 		{name: "passive opens over the rate window", c: func() synRecvCadence { c := base; c.prevTime = t0.Add(750 * time.Millisecond); return c }(),
 			now: now, tcp: counters(func(c *signals) { c.passiveOpens += passiveOpensFloor + 1 }), wantRun: true, wantReason: reasonSignal},
 		{name: "accept queue", c: base, now: now, tcp: counters(nil), queued: true, wantRun: true, wantReason: reasonSignal},
-		{name: "SYN queue filling last time", c: func() synRecvCadence { c := base; c.synFilling = true; return c }(), now: now, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
+		{name: "SYN queue filling last time", c: func() synRecvCadence { c := base; c.synFilling, c.fillingAt = true, t0; return c }(), now: now, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
+		// Dumps failing since a dump found the queue filling: the signal
+		// holds synFillingHold, not for ever.
+		{name: "SYN queue filling, dumps failed since", c: func() synRecvCadence {
+			c := base
+			c.synFilling, c.fillingAt = true, now.Add(-synFillingHold)
+			return c
+		}(), now: now, tcp: counters(nil)},
 		{name: "signal within budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 8*time.Millisecond; return c }(),
 			now: now, queued: true, tcp: counters(nil), wantRun: true, wantReason: reasonSignal},
 		{name: "signal over budget", c: func() synRecvCadence { c := base; c.lastDump, c.lastCost = t0, 16*time.Millisecond; return c }(),
@@ -1056,6 +1063,26 @@ func TestListenersSynRecvLate(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"unspec/listen", "unspec/syn-recv", "unspec/listen"}, k.requests); diff != "" {
 		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+// TestListenersSynRecvWait: SynRecvWait bounds the wait for a slow
+// SYN_RECV dump even when the cycle's own deadline is far: the LISTEN part
+// is delivered, the dump left to a later cycle.
+func TestListenersSynRecvWait(t *testing.T) {
+	k := &fakeKernel{sockets: []sockdiag.Msg{listenSock("0.0.0.0", 6379, 0, 128, false), requestSock("10.0.0.1", 6379)}}
+	src := newFakeSource(t, k, ListenerConfig{SynRecvInterval: 0, SynRecvWait: 20 * time.Millisecond})
+	src.cost = fixedCost(time.Millisecond)
+	k.stall = 1500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	s, err := collectCtx(ctx, src, tl0, quietTCP())
+	if took := time.Since(start); err != nil || took >= k.stall {
+		t.Fatalf("cycle with a slow dump: %v after %v, want it back before the dump (%v)", err, took, k.stall)
+	}
+	if SynRecvRan(s) || !math.IsNaN(synRecvOf(s)["0.0.0.0:6379"]) || len(Listeners(s)) != 1 {
+		t.Fatalf("first cycle: %+v, counts %v, listeners %v: want the listeners and no SYN_RECV data yet", synInfoOf(s), synRecvOf(s), Listeners(s))
 	}
 }
 

@@ -48,6 +48,10 @@ type ownerCache struct {
 	scanErr error
 }
 
+// errOwnerGone: the process a scan found owning the socket has exited or
+// runs another program since.
+var errOwnerGone = errors.New("the owning process exited or changed since the last look; looking again")
+
 // owner is what a scan found for one socket.
 type owner struct {
 	proc procfs.Process
@@ -66,7 +70,7 @@ func (c *ownerCache) update(now time.Time, inodes []uint32, busy map[int]bool) {
 	due := c.lastScan.IsZero() || now.Sub(c.lastScan) >= ownerRescanInterval || now.Before(c.lastScan)
 	if !due && now.Sub(c.lastScan) >= ownerMinRescan {
 		for _, ino := range inodes {
-			if _, ok := c.byInode[ino]; !ok && ino != 0 {
+			if o, ok := c.byInode[ino]; (!ok || errors.Is(o.err, errOwnerGone)) && ino != 0 {
 				due = true
 				break
 			}
@@ -81,12 +85,15 @@ func (c *ownerCache) update(now time.Time, inodes []uint32, busy map[int]bool) {
 		c.scan(now, inodes)
 		return
 	}
-	c.refresh(busy)
+	if !c.refresh(busy) && now.Sub(c.lastScan) >= ownerMinRescan {
+		c.scan(now, inodes)
+	}
 }
 
 // refresh reads the state of the owners' processes (those in pids, or all
 // when pids is nil), once per process. It reports false when one is gone
-// or runs another program: its sockets' owners are to be looked up again.
+// or runs another program: its sockets' owners are unknown (errOwnerGone,
+// never the old process) until a scan looks them up again.
 func (c *ownerCache) refresh(pids map[int]bool) bool {
 	ok := true
 	read := map[int]procfs.Process{}
@@ -105,8 +112,10 @@ func (c *ownerCache) refresh(pids map[int]bool) bool {
 		}
 		if p.PID != 0 {
 			o.proc.State = p.State
-			c.byInode[ino] = o
+		} else {
+			o = owner{err: errOwnerGone}
 		}
+		c.byInode[ino] = o
 	}
 	return ok
 }

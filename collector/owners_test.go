@@ -75,6 +75,7 @@ func TestOwnerCacheScans(t *testing.T) {
 		}
 		return p.Comm + "/" + strconv.Itoa(p.PID) + "/" + p.State.String()
 	}
+	none := map[int]bool{} // no listener busy: what the source passes then
 	scans := 0
 	last := time.Time{}
 	step := func(at time.Duration, busy map[int]bool, ins ...uint32) {
@@ -86,7 +87,7 @@ func TestOwnerCacheScans(t *testing.T) {
 		}
 	}
 
-	step(0, nil, inodes...)
+	step(0, none, inodes...)
 	if got := owner(111); got != "redis-server/100/sleeping" || scans != 1 {
 		t.Fatalf("first update: 111 %q after %d scans", got, scans)
 	}
@@ -97,7 +98,7 @@ func TestOwnerCacheScans(t *testing.T) {
 		t.Errorf("busy owner stopped: %q after %d scans, want stopped after 1", got, scans)
 	}
 	// The recheck finds every owner alive: no scan.
-	step(31*time.Second, nil, inodes...)
+	step(31*time.Second, none, inodes...)
 	if scans != 1 {
 		t.Errorf("recheck with every owner alive scanned (%d scans)", scans)
 	}
@@ -105,34 +106,70 @@ func TestOwnerCacheScans(t *testing.T) {
 	// notices, and a scan finds the child.
 	tree.exit(200)
 	tree.process(201, "prefork-child", 'S', 222)
-	step(45*time.Second, nil, inodes...)
+	step(45*time.Second, none, inodes...)
 	if scans != 1 {
 		t.Errorf("an owner gone was noticed before the recheck was due (%d scans)", scans)
 	}
-	step(62*time.Second, nil, inodes...)
+	step(62*time.Second, none, inodes...)
 	if got := owner(222); got != "prefork-child/201/sleeping" || scans != 2 {
 		t.Errorf("after the owner exited: 222 %q after %d scans, want prefork-child after 2", got, scans)
 	}
 	// A new listener: scanned for, but not within 5 s of the last scan.
 	tree.process(100, "redis-server", 'S', 111, 333)
-	step(64*time.Second, nil, 111, 222, 333)
+	step(64*time.Second, none, 111, 222, 333)
 	if got := owner(333); got != "not looked up yet" || scans != 2 {
 		t.Errorf("new listener 2 s after a scan: %q after %d scans", got, scans)
 	}
-	step(68*time.Second, nil, 111, 222, 333)
+	step(68*time.Second, none, 111, 222, 333)
 	if got := owner(333); got != "redis-server/100/sleeping" || scans != 3 {
 		t.Errorf("new listener 6 s after a scan: %q after %d scans", got, scans)
 	}
 	// Nothing changes for 10 minutes: rechecks only, then the backstop.
 	for at := 100 * time.Second; at < 68*time.Second+ownerRescanInterval; at += 30 * time.Second {
-		step(at, nil, 111, 222, 333)
+		step(at, none, 111, 222, 333)
 	}
 	if scans != 3 {
 		t.Errorf("%d scans over 10 quiet minutes, want none", scans-3)
 	}
-	step(68*time.Second+ownerRescanInterval, nil, 111, 222, 333)
+	step(68*time.Second+ownerRescanInterval, none, 111, 222, 333)
 	if scans != 4 {
 		t.Errorf("no scan after %s", ownerRescanInterval)
+	}
+}
+
+// TestOwnerCacheBusyOwnerGone: a busy owner that exits is not reported
+// as it was (stopped): its socket's owner is unknown until a scan, which
+// comes at once when the last is 5 s old or more.
+func TestOwnerCacheBusyOwnerGone(t *testing.T) {
+	tree := newProcTree(t)
+	tree.process(100, "redis-server", 'T', 111)
+	c := newOwnerCache(tree.fs())
+	t0 := time.Unix(1000, 0)
+	busy := map[int]bool{100: true}
+	owner := func(ino uint32) string {
+		p, reason := c.lookup(ino)
+		if reason != "" {
+			return reason
+		}
+		return p.Comm + "/" + strconv.Itoa(p.PID) + "/" + p.State.String()
+	}
+	c.update(t0, []uint32{111}, busy)
+	if got := owner(111); got != "redis-server/100/stopped" {
+		t.Fatalf("first update: 111 %q", got)
+	}
+	tree.exit(100)
+	c.update(t0.Add(2*time.Second), []uint32{111}, busy)
+	if got := owner(111); got != errOwnerGone.Error() || c.lastScan != t0 {
+		t.Errorf("busy owner exited 2 s after a scan: 111 %q, last scan %v; want %q and no scan", got, c.lastScan, errOwnerGone)
+	}
+	tree.process(300, "valkey-server", 'S', 111) // the socket passed on
+	c.update(t0.Add(3*time.Second), []uint32{111}, busy)
+	if got := owner(111); got != errOwnerGone.Error() || c.lastScan != t0 {
+		t.Errorf("3 s after a scan: 111 %q, last scan %v; want still unknown, no scan", got, c.lastScan)
+	}
+	c.update(t0.Add(5*time.Second), []uint32{111}, map[int]bool{})
+	if got := owner(111); got != "valkey-server/300/sleeping" {
+		t.Errorf("5 s after a scan: 111 %q, want found again by a scan", got)
 	}
 }
 

@@ -61,6 +61,11 @@ type Value struct {
 	// AttrLabels name attributes of the value's entity that become labels
 	// of the series (label name, attribute name, …).
 	AttrLabels []string
+	// Setting marks a configured limit or switch (a sysctl, a listen
+	// backlog, a server's maxclients), not a measurement of traffic: an
+	// alert whose condition reads only settings describes a standing
+	// configuration, not a storm, and does not hold storm mode.
+	Setting bool
 }
 
 // Label is one identifying label of an entity kind.

@@ -56,6 +56,12 @@ type ListenerConfig struct {
 	// 0 dumps every cycle. Counts older than twice this (at least two
 	// cycles) are no data.
 	SynRecvInterval time.Duration
+	// SynRecvWait bounds how long a cycle waits for a SYN_RECV dump, from
+	// the cycle's start; a dump that takes longer is taken by a later
+	// cycle (its own 2 s deadline still applies). The LISTEN dump and the
+	// rest of the cycle run under the sampler's timeout, not this one.
+	// 0 waits as long as the cycle's context allows.
+	SynRecvWait time.Duration
 	// Dial opens the sock_diag netlink connection; nil dials
 	// NETLINK_SOCK_DIAG in the caller's network namespace.
 	Dial DialFunc

@@ -16,7 +16,7 @@ const sysctlMetricHelp = "Kernel parameter that sizes a connection queue or tabl
 // sysctlValue declares a sysctl as a host gauge exported in the sysctl
 // family.
 func sysctlValue(name, sysctl, help string) Value {
-	return Value{Name: name, Kind: Gauge, Help: sysctl + ": " + help,
+	return Value{Name: name, Kind: Gauge, Help: sysctl + ": " + help, Setting: true,
 		Metric: "sysctl", MetricHelp: sysctlMetricHelp, MetricLabels: []string{"name", sysctl}}
 }
 

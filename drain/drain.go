@@ -269,7 +269,9 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 			return r.summary(EndDrained), nil
 		}
 
-		skip := r.order(ctx, eligible)
+		// A failed Orderer leaves the inode order; the method's own call
+		// for the batch reports the trouble (the server is the same).
+		skip, _ := r.order(ctx, eligible)
 		planned, size := 0, 0
 		if closable := len(eligible) - skip; closable > 0 {
 			planned = r.size(closable)
@@ -411,24 +413,30 @@ func (r *runner) remaining(share float64) time.Duration {
 }
 
 // order orders conns for picking a batch from the front, and returns how
-// many at the front the method will skip (an Orderer's).
-func (r *runner) order(ctx context.Context, conns []Conn) int {
+// many at the front the method will skip (an Orderer's). When the Orderer
+// fails, conns are ordered by inode and its error is returned.
+func (r *runner) order(ctx context.Context, conns []Conn) (int, error) {
 	if r.cfg.Order == Random {
 		shuffle := rand.Shuffle
 		if r.cfg.Rand != nil {
 			shuffle = r.cfg.Rand.Shuffle
 		}
 		shuffle(len(conns), func(i, j int) { conns[i], conns[j] = conns[j], conns[i] })
-		return 0
+		return 0, nil
 	}
+	var err error
 	if o, ok := r.cfg.Method.(Orderer); ok {
-		skip, err := o.Order(ctx, conns)
+		var skip int
+		skip, err = o.Order(ctx, conns)
 		if err == nil && skip >= 0 && skip <= len(conns) {
-			return skip
+			return skip, nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%w: skip %d of %d connections", ErrOrder, skip, len(conns))
 		}
 	}
 	sortOldest(conns)
-	return 0
+	return 0, err
 }
 
 func (r *runner) emit(ev Event) {
@@ -508,7 +516,11 @@ func Plan(ctx context.Context, cfg Config) (DryRun, error) {
 	}
 	r := &runner{cfg: cfg}
 	all := append([]Conn(nil), l.Conns...)
-	skip := r.order(ctx, all)
+	skip, err := r.order(ctx, all)
+	if err != nil {
+		// The plan would not be what a drain does: say why instead.
+		return DryRun{}, fmt.Errorf("ordering the connections: %w", err)
+	}
 	conns := all[skip:]
 	if cfg.Duration > 0 {
 		n := max(1, int(math.Ceil(float64(cfg.Duration)/float64(cfg.Every))))

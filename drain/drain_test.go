@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -410,5 +411,24 @@ func TestParseBatch(t *testing.T) {
 		if got := (drain.Batch{Percent: 10}).Size(left); got != want {
 			t.Errorf("10%% of %d = %d, want %d", left, got, want)
 		}
+	}
+}
+
+// failingOrderer is a method whose server cannot be asked for its order.
+type failingOrderer struct{ *method }
+
+func (failingOrderer) Order(context.Context, []drain.Conn) (int, error) {
+	return 0, errors.New("NOAUTH Authentication required")
+}
+
+// TestPlanOrdererFails: a dry run whose method cannot order the
+// connections (the server refuses it) says so instead of printing a plan
+// the drain would not follow.
+func TestPlanOrdererFails(t *testing.T) {
+	srv := newServer(5)
+	m := failingOrderer{&method{srv: srv}}
+	_, err := drain.Plan(context.Background(), drain.Config{Source: srv, Method: m, Batch: drain.Batch{Count: 2}, Every: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("Plan = %v, want the orderer's error", err)
 	}
 }

@@ -24,6 +24,9 @@ var (
 	// ErrWrongServer: the server the Valkey method reached is not the one
 	// behind the drained listener.
 	ErrWrongServer = errors.New("not the server behind the drained listener")
+
+	// ErrOrder: an Orderer returned a skip count outside its connections.
+	ErrOrder = errors.New("bad order from the method")
 )
 
 // notExist is an error that matches os.ErrNotExist without its words.

@@ -142,23 +142,35 @@ func (r *HTTPReceiver) ask(ctx context.Context) (Headroom, error) {
 func ParseHeadroom(b []byte) (Headroom, error) {
 	var raw struct {
 		OK       *bool           `json:"ok"`
-		Headroom *float64        `json:"headroom"`
+		Headroom json.RawMessage `json:"headroom"`
 		Limiting json.RawMessage `json:"limiting"`
 		Reasons  []string        `json:"reasons"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return Headroom{}, fmt.Errorf("%w: %w", ErrHeadroomAnswer, err)
 	}
-	switch {
-	case raw.OK == nil:
+	if raw.OK == nil {
 		return Headroom{}, fmt.Errorf("%w: no \"ok\" field", ErrHeadroomAnswer)
-	case raw.Headroom == nil:
-		return Headroom{}, fmt.Errorf("%w: no \"headroom\" field", ErrHeadroomAnswer)
-	case math.IsNaN(*raw.Headroom) || *raw.Headroom < 0 || *raw.Headroom > 1:
-		return Headroom{}, fmt.Errorf("%w: headroom %v outside 0..1", ErrHeadroomAnswer, *raw.Headroom)
 	}
-	h := Headroom{OK: *raw.OK, Headroom: *raw.Headroom, Reasons: slices.DeleteFunc(raw.Reasons, func(s string) bool { return strings.TrimSpace(s) == "" })}
+	if len(raw.Headroom) == 0 {
+		return Headroom{}, fmt.Errorf("%w: no \"headroom\" field", ErrHeadroomAnswer)
+	}
+	h := Headroom{OK: *raw.OK, Reasons: slices.DeleteFunc(raw.Reasons, func(s string) bool { return strings.TrimSpace(s) == "" })}
 	h.Limiting = describeJSON(raw.Limiting)
+	if string(bytes.TrimSpace(raw.Headroom)) == "null" {
+		// stormwatch's answer when it has no data: not ok, its reasons
+		// saying why.
+		h.OK, h.NoData = false, true
+		return h, nil
+	}
+	var v float64
+	if err := json.Unmarshal(raw.Headroom, &v); err != nil {
+		return Headroom{}, fmt.Errorf("%w: headroom: %w", ErrHeadroomAnswer, err)
+	}
+	if math.IsNaN(v) || v < 0 || v > 1 {
+		return Headroom{}, fmt.Errorf("%w: headroom %v outside 0..1", ErrHeadroomAnswer, v)
+	}
+	h.Headroom = v
 	return h, nil
 }
 

@@ -71,7 +71,7 @@ type Orderer interface {
 	// skip (never close), then the others oldest first; it returns how
 	// many it put first. A batch then takes the skipped ones along with
 	// its planned size, so they never take a closable connection's place.
-	// On an error Run falls back to the inode order.
+	// On an error Run falls back to the inode order; Plan fails with it.
 	Order(ctx context.Context, conns []Conn) (skip int, err error)
 }
 

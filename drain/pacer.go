@@ -45,6 +45,9 @@ type Headroom struct {
 	// Headroom is the tightest remaining share (0..1) of the queues a
 	// wave of new connections fills.
 	Headroom float64
+	// NoData: the receiver has no figure (its data is missing); Headroom
+	// is then 0 and OK false.
+	NoData bool
 	// Limiting names the queue and entity setting Headroom, in words.
 	Limiting string
 	// Reasons say, in words, why the receiver is not OK.
@@ -146,14 +149,16 @@ func Judge(readings []Reading, minHeadroom float64) (ready bool, reason string, 
 			continue
 		}
 		h := r.Headroom
-		if math.IsNaN(tightest) || h.Headroom < tightest {
+		if !h.NoData && (math.IsNaN(tightest) || h.Headroom < tightest) {
 			tightest = h.Headroom
 		}
-		if h.OK && h.Headroom >= minHeadroom {
+		if h.OK && !h.NoData && h.Headroom >= minHeadroom {
 			continue
 		}
 		what := ""
 		switch {
+		case h.NoData && len(h.Reasons) == 0:
+			what = "no data"
 		case len(h.Reasons) > 0:
 			what = strings.Join(h.Reasons, ", ")
 		case h.Limiting != "":
@@ -161,7 +166,7 @@ func Judge(readings []Reading, minHeadroom float64) (ready bool, reason string, 
 		default:
 			what = fmt.Sprintf("headroom %.2f", h.Headroom)
 		}
-		if h.OK {
+		if h.OK && !h.NoData {
 			what += fmt.Sprintf(", below --min-headroom %.2f", minHeadroom)
 		}
 		why = append(why, fmt.Sprintf("receiver %s: %s", r.Receiver, what))

@@ -169,6 +169,11 @@ func TestJudge(t *testing.T) {
 	if !math.IsNaN(tightest) {
 		t.Errorf("tightest of no answer = %v, want NaN", tightest)
 	}
+	// No data is not a figure of 0, and never ready.
+	ready, reason, tightest = drain.Judge([]drain.Reading{{Receiver: "e", Headroom: drain.Headroom{OK: true, NoData: true}}}, 0.3)
+	if ready || reason != "receiver e: no data" || !math.IsNaN(tightest) {
+		t.Errorf("no data: %v %q %v, want false, \"receiver e: no data\", NaN", ready, reason, tightest)
+	}
 }
 
 // headroomServer serves a scripted /api/v1/headroom.
@@ -312,6 +317,9 @@ func TestParseHeadroom(t *testing.T) {
 		{`{"ok":true,"headroom":0.5,"limiting":["a","b"]}`, drain.Headroom{OK: true, Headroom: 0.5, Limiting: `["a","b"]`}, ""},
 		{`{"headroom":0.5}`, drain.Headroom{}, `no "ok"`},
 		{`{"ok":true}`, drain.Headroom{}, `no "headroom"`},
+		// No data: not ok whatever "ok" says, and no figure.
+		{`{"ok":true,"headroom":null,"reasons":["conntrack: no data"]}`, drain.Headroom{NoData: true, Reasons: []string{"conntrack: no data"}}, ""},
+		{`{"ok":true,"headroom":"0.5"}`, drain.Headroom{}, "cannot unmarshal"},
 		{`{"ok":true,"headroom":1.5}`, drain.Headroom{}, "outside 0..1"},
 		{`{"ok":true,"headroom":-0.1}`, drain.Headroom{}, "outside 0..1"},
 		{`{"ok":"yes","headroom":0.5}`, drain.Headroom{}, "cannot unmarshal"},

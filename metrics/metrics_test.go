@@ -104,7 +104,8 @@ func fixtureSnapshot(t *testing.T, tree string) *collector.Snapshot {
 		Set("tcp_backlog", 511).Set("server_info", 1).SetAttr("server", "redis").SetAttr("version", "7.0.15")
 	b.Set("listeners", 3).Set("listeners_dropped", 0).
 		Set("syn_recv_last_dump", float64(at.Add(-time.Second).UnixNano())/1e9).SetHostAttr("syn_recv_reason", "signal").
-		Set("syn_recv_dumps", 42).Set("syn_recv_dump_retries", 1).Set("syn_recv_dump_nobufs", 0)
+		Set("syn_recv_dumps", 42).Set("syn_recv_dump_retries", 1).Set("syn_recv_dump_nobufs", 0).
+		Set("syn_recv_dump_timeouts", 2).Set("syn_recv_dump_cpu", 0.125)
 	return b.Snapshot()
 }
 

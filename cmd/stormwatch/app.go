@@ -79,13 +79,11 @@ func (f *collectFlags) storm() time.Duration {
 	return min(f.stormInterval, f.interval)
 }
 
-// sourceTimeouts bounds the sources that could hold up a cycle: the
-// listeners source waits for a SYN_RECV dump at most half a storm
-// interval, then leaves it to a later cycle, so that the LISTEN dump and
-// the counters keep the storm interval however long the dump takes.
-func (f *collectFlags) sourceTimeouts() map[string]time.Duration {
-	return map[string]time.Duration{"listeners": f.storm() / 2}
-}
+// synRecvWait bounds how long a cycle waits for a SYN_RECV dump: half a
+// storm interval, after which a later cycle takes it, so that the LISTEN
+// dump and the counters keep the storm interval however long the dump
+// takes. The LISTEN dump itself runs under the sampler's timeout.
+func (f *collectFlags) synRecvWait() time.Duration { return f.storm() / 2 }
 
 // config returns the collector's configuration. The flags' values were
 // checked as they were parsed; config checks again for flags set by code.
@@ -106,6 +104,7 @@ func (f *collectFlags) config() (collector.Config, error) {
 			Exclude:         f.excludePorts,
 			Max:             f.maxListeners,
 			SynRecvInterval: f.synRecvInterval,
+			SynRecvWait:     f.synRecvWait(),
 		},
 		NIC: collector.NICConfig{Include: f.nicInclude, Exclude: f.nicExclude},
 	}, nil

@@ -170,7 +170,8 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
 	}
-	if f.window > 0 { // an instant check judges one sample
+	// Two samples a window apart; an instant check (--window=0) judges one.
+	if f.window > 0 {
 		start := time.Now()
 		in.First = sampler.Sample(ctx, start)
 		time.Sleep(f.window - time.Since(start))

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -101,7 +100,6 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		return exitUnknown
 	}
 	sampler.Timeout = max(f.collect.interval, time.Second)
-	sampler.Timeouts = f.collect.sourceTimeouts()
 	engine := alerts.NewEngine(rules, alerts.Options{})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -544,7 +542,8 @@ func (l *sampleLoop) intervalNow() time.Duration {
 }
 
 // observeStorm turns storm mode on while a storm signal is active in snap
-// or an alert is pending or firing, and off stormCalm after the last.
+// or an alert that reads a measurement is pending or firing, and off
+// stormCalm after the last.
 func (l *sampleLoop) observeStorm(now time.Time, snap *collector.Snapshot) {
 	if l.stormInterval <= 0 || l.stormInterval >= l.interval {
 		l.current.Store(int64(l.interval))
@@ -553,14 +552,9 @@ func (l *sampleLoop) observeStorm(now time.Time, snap *collector.Snapshot) {
 	why := ""
 	if snap.Get("storm_signal") == 1 {
 		why = "storm signal"
-	} else if active := l.engine.Active(); len(active) > 0 {
-		names := make([]string, 0, len(active))
-		for _, a := range active {
-			if !slices.Contains(names, a.Name()) {
-				names = append(names, a.Name())
-			}
-		}
-		sort.Strings(names)
+	} else if names := l.engine.ActiveMeasuring(); len(names) > 0 {
+		// An alert on settings alone (SyncookiesDisabled) is a standing
+		// configuration, not a storm: it does not hold storm mode.
 		why = "alert " + strings.Join(names, ", ")
 	}
 	if why != "" {

@@ -29,17 +29,15 @@ const exitStoppedEarly = 1
 // drainSchema is the version of the drain's JSON lines.
 const drainSchema = 1
 
-// Hooks for what other parts of stormwatch provide. Each is nil until the
-// part that provides it sets it (in an init of its own file: drain_local.go,
-// drain_valkey.go); until then the flag value that needs it is refused
-// with a clear message.
+// What the drain opens from its flags, as variables so that tests can
+// put fakes in their place.
 var (
 	// localHeadroom opens this host's own headroom, for --pace-by local:
 	// the receiver, and the function that releases what it holds.
-	localHeadroom func(f *drainFlags) (drain.Receiver, func() error, error)
+	localHeadroom = openLocalHeadroom
 	// newValkeyMethod makes the closer of --method valkey from the
 	// command's flags.
-	newValkeyMethod func(f *drainFlags) (drain.Method, error)
+	newValkeyMethod = valkeyMethod
 )
 
 // drainFlags are the flags of `stormwatch drain`.
@@ -225,9 +223,6 @@ func (f *drainFlags) setup(stdout io.Writer) (_ *drainSetup, err error) {
 	case "destroy":
 		s.method = &drain.Destroy{}
 	case "valkey":
-		if newValkeyMethod == nil {
-			return nil, errors.New("--method valkey: this build has no Valkey client yet; use --method destroy")
-		}
 		if s.method, err = newValkeyMethod(f); err != nil {
 			return nil, fmt.Errorf("--method valkey: %w", err)
 		}
@@ -239,9 +234,6 @@ func (f *drainFlags) setup(stdout io.Writer) (_ *drainSetup, err error) {
 		s.pacer = &drain.ClosedLoop{MinHeadroom: f.minHeadroom, Timeout: f.timeout}
 		for _, u := range f.paceBy {
 			if u == "local" {
-				if localHeadroom == nil {
-					return nil, errors.New("--pace-by local: this build cannot read this host's headroom yet; give the URL of a stormwatch watching it (http://127.0.0.1:9955)")
-				}
 				if slices.ContainsFunc(s.pacer.Receivers, func(r drain.Receiver) bool { return r.Name() == "local" }) {
 					continue
 				}
@@ -420,7 +412,9 @@ func readingJSON(r drain.Reading, minHeadroom float64) map[string]any {
 	ready, reason, _ := drain.Judge([]drain.Reading{r}, minHeadroom)
 	m := map[string]any{"schema": drainSchema, "event": "receiver", "receiver": r.Receiver, "ready": ready}
 	if r.Err == nil {
-		m["headroom"] = r.Headroom.Headroom
+		if !r.Headroom.NoData {
+			m["headroom"] = r.Headroom.Headroom
+		}
 		m["ok"] = r.Headroom.OK
 	}
 	if reason != "" {

@@ -9,8 +9,6 @@ import (
 	"github.com/stormwatch/stormwatch/headroom"
 )
 
-func init() { localHeadroom = openLocalHeadroom }
-
 // openLocalHeadroom opens this host's headroom for --pace-by local: the
 // kernel sources of the drain's own network namespace, judged with the
 // rules of --config (the built-in ones without it) against
@@ -47,7 +45,7 @@ func headroomOf(r *headroom.Report) drain.Headroom {
 	if r.Headroom != nil {
 		h.Headroom = *r.Headroom
 	} else {
-		h.OK = false
+		h.OK, h.NoData = false, true
 	}
 	if r.Limiting != nil {
 		h.Limiting = r.Limiting.Name

@@ -10,8 +10,6 @@ import (
 	"github.com/stormwatch/stormwatch/internal/valkey"
 )
 
-func init() { newValkeyMethod = valkeyMethod }
-
 // drainValkeyTimeout bounds each command of --method valkey when the
 // config file sets no timeout: a CLIENT LIST of 50,000 clients is about
 // 15 MiB.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +16,19 @@ import (
 
 // TestStormMode steps the loop's storm mode through time: a storm signal
 // or an active alert switches to the storm interval at once, and it holds
-// until stormCalm passed without either.
+// until stormCalm passed without either. An alert on settings alone
+// (syncookies off, firing throughout) does not hold it.
 func TestStormMode(t *testing.T) {
 	t0 := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
-	rules, err := alerts.Load([]byte("rules:\n  - name: Busy\n    condition: established > 100\n    for: 1m\n    severity: warning\n"))
+	rules, err := alerts.Load([]byte(`rules:
+  - name: Busy
+    condition: established > 100
+    for: 1m
+    severity: warning
+  - name: Unhardened
+    condition: syncookies == 0
+    severity: warning
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +60,7 @@ func TestStormMode(t *testing.T) {
 	for _, st := range steps {
 		now := t0.Add(st.at)
 		snap := collector.NewBuilder(collector.DefaultSchema(), now).
-			Set("storm_signal", st.signal).Set("established", st.established).Snapshot()
+			Set("storm_signal", st.signal).Set("established", st.established).Set("syncookies", 0).Snapshot()
 		h.Add(snap)
 		if _, err := engine.Eval(now, h); err != nil {
 			t.Fatal(err)
@@ -58,6 +68,9 @@ func TestStormMode(t *testing.T) {
 		l.observeStorm(now, snap)
 		got = append(got, l.intervalNow())
 		want = append(want, st.want)
+		if !slices.ContainsFunc(engine.Active(), func(a alerts.Alert) bool { return a.Name() == "Unhardened" }) {
+			t.Fatalf("at %v: Unhardened is not active: the test does not test what it says", st.at)
+		}
 		if gauge := time.Duration(l.current.Load()); gauge != l.intervalNow() {
 			t.Errorf("at %v: the gauge says %v, the loop %v", st.at, gauge, l.intervalNow())
 		}
@@ -110,8 +123,12 @@ func TestStormIntervalFlag(t *testing.T) {
 		if got := f.storm(); got != tc.storm {
 			t.Errorf("%v: storm interval %v, want %v", tc.args, got, tc.storm)
 		}
-		if diff := cmp.Diff(map[string]time.Duration{"listeners": tc.wait}, f.sourceTimeouts()); diff != "" {
-			t.Errorf("%v: source timeouts (-want +got):\n%s", tc.args, diff)
+		cfg, err := f.config()
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if got := cfg.Listeners.SynRecvWait; got != tc.wait {
+			t.Errorf("%v: SYN_RECV wait %v, want %v", tc.args, got, tc.wait)
 		}
 	}
 	c := newCLI(&bytes.Buffer{}, &bytes.Buffer{})

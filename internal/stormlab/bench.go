@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -270,7 +271,8 @@ func benchSize(ctx context.Context, cfg BenchConfig, size int, largest bool, rep
 	return res, nil
 }
 
-// scrapeValue scrapes name from d, NaN when absent.
+// scrapeValue scrapes d once and returns the value of each of names, NaN
+// for one absent.
 func scrapeValue(d *Daemon, names ...string) ([]float64, error) {
 	x, err := d.Scrape()
 	if err != nil {
@@ -554,7 +556,7 @@ func (r *BenchReport) Markdown(w io.Writer) {
 	}
 	if l := r.Load; l != nil {
 		p("\n### Sampling with the machine loaded, %d sockets, storm mode\n\n", l.Sockets)
-		p("The daemon in storm mode (every listener kept), first alone, then with %d CPU-bound process(es) (sha256sum of /dev/zero) on this 2-core machine. Gaps are between consecutive samples (stormwatch_samples_total one apart) as a scrape every 25 ms saw them; every sample includes the LISTEN dump.\n\n", l.Procs)
+		p("The daemon in storm mode (every listener kept), first alone, then with %d CPU-bound process(es) (sha256sum of /dev/zero) on a %d-core machine. Gaps are between consecutive samples (stormwatch_samples_total one apart) as a scrape every 25 ms saw them; every sample includes the LISTEN dump.\n\n", l.Procs, runtime.NumCPU())
 		p("| machine | window | samples | mean interval | median gap | p99 gap | longest gap | SYN_RECV dumps | timed out |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, row := range []struct {
 			name string

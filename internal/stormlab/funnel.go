@@ -321,6 +321,9 @@ func (l *Lab) RedisConnections(ctx context.Context, port, n int) (*Redis, error)
 		return nil, err
 	}
 	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return nil, fmt.Errorf("redis-cli config get maxclients: no answer")
+	}
 	if max, err := strconv.Atoi(f[len(f)-1]); err != nil || max < n+1 {
 		return nil, fmt.Errorf("redis-server takes at most %s clients here (its RLIMIT_NOFILE, less 32), not %d", f[len(f)-1], n+1)
 	}

@@ -299,7 +299,10 @@ func (t *trackedConn) Read(b []byte) (int, error) {
 // on it (see Client).
 func (t *trackedConn) Close() error {
 	var err error
-	if t.raw == nil || !t.raw.owed() {
+	// Decided before closing: closing a TLS connection writes its
+	// close_notify, which is not a request the server owes an answer to.
+	owed := t.raw != nil && t.raw.owed()
+	if !owed {
 		err = t.Conn.Close()
 	} else {
 		t.raw.detach()
@@ -310,8 +313,10 @@ func (t *trackedConn) Close() error {
 			t.c.live = nil
 		}
 		t.c.dmu.Unlock()
-		if t.raw != nil {
+		if owed {
 			t.c.release(t.raw)
+		} else if t.raw != nil {
+			t.raw.Conn.Close()
 		}
 	})
 	return err
