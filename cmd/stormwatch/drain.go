@@ -95,16 +95,16 @@ func (f *drainFlags) register(app *kingpin.Application) *kingpin.CmdClause {
 		PlaceHolder("FILE").StringVar(&f.valkeyPasswordFile)
 	cmd.Flag("batch", "Connections per batch: a count (100) or a share of what is left (10%).").
 		Default("100").IsSetByUser(&f.batchSet).StringVar(&f.batch)
-	cmd.Flag("every", "Time between the starts of two batches.").Default("1s").DurationVar(&f.every)
-	cmd.Flag("duration", "Spread the connections there at the start evenly over this time, a batch every --every, instead of --batch.").
-		PlaceHolder("D").DurationVar(&f.duration)
-	cmd.Flag("max", "Stop after closing this many (0: no limit).").Default("0").IntVar(&f.max)
+	durationFlag(cmd.Flag("every", "Time between the starts of two batches.").Default("1s"), &f.every, 0, true, "1s")
+	durationFlag(cmd.Flag("duration", "Spread the connections there at the start evenly over this time, a batch every --every, instead of --batch.").
+		PlaceHolder("D"), &f.duration, 0, false, "30s")
+	intFlag(cmd.Flag("max", "Stop after closing this many (0: no limit).").Default("0"), &f.max, 0, "1000")
 	cmd.Flag("order", "Which first: oldest (in the order the server accepted them; with --method valkey, by the server's own client age) or random.").Default("oldest").StringVar(&f.order)
 	cmd.Flag("dry-run", "List what would be closed, batch by batch, and close nothing.").BoolVar(&f.dryRun)
 	cmd.Flag("pace-by", "Headroom endpoint of a host receiving the clients (http://host:9955, path /api/v1/headroom by default), or local for this host (repeatable). "+
 		"Each batch waits while any has less headroom than --min-headroom, and shrinks when their queues rose.").PlaceHolder("URL").StringsVar(&f.paceBy)
-	cmd.Flag("min-headroom", "Least headroom (0 to 1) every receiver must have for a batch to go.").Default("0.3").Float64Var(&f.minHeadroom)
-	cmd.Flag("timeout", "Most time, in all, batches may wait for the receivers before the drain gives up (exit 1).").Default("5m").DurationVar(&f.timeout)
+	ratioFlag(cmd.Flag("min-headroom", "Least headroom (0 to 1) every receiver must have for a batch to go.").Default("0.3"), &f.minHeadroom, "0.3")
+	durationFlag(cmd.Flag("timeout", "Most time, in all, batches may wait for the receivers before the drain gives up (exit 1).").Default("5m"), &f.timeout, 0, true, "5m")
 	cmd.Flag("format", "Output: auto (a progress bar on a terminal, JSON lines otherwise), text (a line per batch) or json (a line per event).").Default("auto").StringVar(&f.format)
 	cmd.Flag("include-new", "Also drain connections that arrive during the drain (--no-include-new: only those there at the start).").
 		Default("true").BoolVar(&f.includeNew)
