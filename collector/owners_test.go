@@ -57,6 +57,16 @@ func (p *procTree) fs() procfs.FS {
 	return fs
 }
 
+// describeOwner says what c knows of ino's owner: comm/pid/state, or
+// why it does not know.
+func describeOwner(c *ownerCache, ino uint32) string {
+	p, reason := c.lookup(ino)
+	if reason != "" {
+		return reason
+	}
+	return p.Comm + "/" + strconv.Itoa(p.PID) + "/" + p.State.String()
+}
+
 // TestOwnerCacheScans: the owners are found by one scan, and scanned for
 // again only when something calls for it: a new listener (at most every
 // 5 s), an owner gone (noticed within the 30 s recheck), and every 10
@@ -68,13 +78,7 @@ func TestOwnerCacheScans(t *testing.T) {
 	c := newOwnerCache(tree.fs())
 	t0 := time.Unix(1000, 0)
 	inodes := []uint32{111, 222}
-	owner := func(ino uint32) string {
-		p, reason := c.lookup(ino)
-		if reason != "" {
-			return reason
-		}
-		return p.Comm + "/" + strconv.Itoa(p.PID) + "/" + p.State.String()
-	}
+	owner := func(ino uint32) string { return describeOwner(c, ino) }
 	none := map[int]bool{} // no listener busy: what the source passes then
 	scans := 0
 	last := time.Time{}
@@ -146,13 +150,7 @@ func TestOwnerCacheBusyOwnerGone(t *testing.T) {
 	c := newOwnerCache(tree.fs())
 	t0 := time.Unix(1000, 0)
 	busy := map[int]bool{100: true}
-	owner := func(ino uint32) string {
-		p, reason := c.lookup(ino)
-		if reason != "" {
-			return reason
-		}
-		return p.Comm + "/" + strconv.Itoa(p.PID) + "/" + p.State.String()
-	}
+	owner := func(ino uint32) string { return describeOwner(c, ino) }
 	c.update(t0, []uint32{111}, busy)
 	if got := owner(111); got != "redis-server/100/stopped" {
 		t.Fatalf("first update: 111 %q", got)

@@ -279,6 +279,14 @@ func descNames(t *testing.T, c prometheus.Collector) []string {
 // daemon registers that descNames' list below does not know is caught
 // here.
 func sourceDescNames(t *testing.T, dir string) []string {
+	return sourceStringArgs(t, dir, func(name string, args int) bool { return name == "NewDesc" && args > 0 })
+}
+
+// sourceStringArgs returns the string literals given as the first
+// argument to the method or package function calls in the non-test Go
+// files of dir that match reports true for (by its name and number of
+// arguments).
+func sourceStringArgs(t *testing.T, dir string, match func(name string, args int) bool) []string {
 	t.Helper()
 	fset := token.NewFileSet()
 	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
@@ -300,7 +308,7 @@ func sourceDescNames(t *testing.T, dir string) []string {
 				return true
 			}
 			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || sel.Sel.Name != "NewDesc" {
+			if !ok || !match(sel.Sel.Name, len(call.Args)) {
 				return true
 			}
 			if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
@@ -538,37 +546,9 @@ func TestDocsManPageCommands(t *testing.T) {
 // the daemon adds later is caught here.
 func sourceMuxPatterns(t *testing.T, dir string) []string {
 	t.Helper()
-	fset := token.NewFileSet()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, path := range files {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, path, nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok || len(call.Args) != 2 {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
-				return true
-			}
-			if lit, ok := call.Args[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
-				if s, err := strconv.Unquote(lit.Value); err == nil {
-					out = append(out, s)
-				}
-			}
-			return true
-		})
-	}
+	out := sourceStringArgs(t, dir, func(name string, args int) bool {
+		return (name == "Handle" || name == "HandleFunc") && args == 2
+	})
 	if len(out) < 3 {
 		t.Fatalf("found only the handler patterns %q in %s", out, dir)
 	}
