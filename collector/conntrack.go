@@ -36,30 +36,37 @@ var conntrackDecl = &Declaration{
 
 // conntrackSource reads the conntrack table's fill from the sysctls: the
 // table itself is never dumped to count it.
-type conntrackSource struct{ fs procfs.FS }
+type conntrackSource struct {
+	fs      procfs.FS
+	sysctls *procfs.SysctlReader
+}
 
 func (s *conntrackSource) Declaration() *Declaration { return conntrackDecl }
 
 func (s *conntrackSource) Collect(_ context.Context, w *Writer) error {
-	count, err := s.fs.Sysctl("net.netfilter.nf_conntrack_count")
+	if s.sysctls == nil {
+		s.sysctls = s.fs.NewSysctlReader()
+	}
+	count, err := s.sysctls.Read("net.netfilter.nf_conntrack_count")
 	if errors.Is(err, os.ErrNotExist) {
 		return ErrNoData // no conntrack module: nothing tracked, nothing to fill
 	}
 	if err != nil {
 		return err
 	}
-	limit, err := s.fs.Sysctl("net.netfilter.nf_conntrack_max")
+	entries := count[0] // the next Read reuses count
+	limit, err := s.sysctls.Read("net.netfilter.nf_conntrack_max")
 	if err != nil {
 		return err
 	}
-	w.Set(ctEntries, float64(count[0]))
+	w.Set(ctEntries, float64(entries))
 	w.Set(ctMax, float64(limit[0]))
 	// 0 means no limit to the kernel: no table can fill up, so no fill.
 	if limit[0] > 0 {
 		w.Set(ctLimit, float64(limit[0]))
 	}
 	// Buckets is informative only: a kernel without it is no failure.
-	if b, err := s.fs.Sysctl("net.netfilter.nf_conntrack_buckets"); err == nil {
+	if b, err := s.sysctls.Read("net.netfilter.nf_conntrack_buckets"); err == nil {
 		w.Set(ctBuckets, float64(b[0]))
 	}
 	return nil

@@ -61,8 +61,9 @@ var softnetDecl = &Declaration{
 // kernel's are 32-bit and wrap), and the sysctls that size the backlog and
 // the polling budget. The file is the same in every network namespace.
 type softnetSource struct {
-	fs     procfs.FS
-	totals procfs.SoftnetTotals // only touched by Collect, which the sampler runs serially
+	fs      procfs.FS
+	totals  procfs.SoftnetTotals // only touched by Collect, which the sampler runs serially
+	sysctls *procfs.SysctlReader // likewise
 }
 
 func (s *softnetSource) Declaration() *Declaration { return softnetDecl }
@@ -83,7 +84,10 @@ func (s *softnetSource) Collect(_ context.Context, w *Writer) error {
 		errs = append(errs, err)
 	}
 	for _, sc := range softnetSysctls {
-		v, err := s.fs.Sysctl(sc.name)
+		if s.sysctls == nil {
+			s.sysctls = s.fs.NewSysctlReader()
+		}
+		v, err := s.sysctls.Read(sc.name)
 		if err != nil {
 			// These sysctls are the host's, shown in the initial network
 			// namespace only: in a container's own namespace they are

@@ -63,7 +63,10 @@ var sysctlDecl = &Declaration{
 }
 
 // sysctlSource reads the sysctls that size the SYN and accept queues.
-type sysctlSource struct{ fs procfs.FS }
+type sysctlSource struct {
+	fs      procfs.FS
+	sysctls *procfs.SysctlReader
+}
 
 func (s *sysctlSource) Declaration() *Declaration { return sysctlDecl }
 
@@ -71,7 +74,10 @@ func (s *sysctlSource) Collect(_ context.Context, w *Writer) error {
 	var missing []string
 	var errs []error
 	for i, name := range sysctlNames {
-		v, err := s.fs.Sysctl(name)
+		if s.sysctls == nil {
+			s.sysctls = s.fs.NewSysctlReader()
+		}
+		v, err := s.sysctls.Read(name)
 		if err != nil {
 			missing = append(missing, name)
 			errs = append(errs, err)

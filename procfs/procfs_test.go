@@ -6,6 +6,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -258,5 +261,50 @@ func FuzzParseSysctl(f *testing.F) {
 		if err == nil && len(v) == 0 {
 			t.Errorf("no error but no values for %q", b)
 		}
+		// The same as splitting at ASCII white space and strconv.
+		var want []int64
+		wantOK := true
+		for _, f := range strings.FieldsFunc(string(b), func(r rune) bool { return r < 0x80 && isSpace(byte(r)) }) {
+			n, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
+				wantOK = false
+				break
+			}
+			want = append(want, n)
+		}
+		wantOK = wantOK && len(want) > 0
+		if (err == nil) != wantOK || (err == nil && !slices.Equal(v, want)) {
+			t.Errorf("parseSysctl(%q) = %v, %v; strconv says %v (ok %v)", b, v, err, want, wantOK)
+		}
 	})
+}
+
+// TestSysctlReader: a SysctlReader reads what Sysctl reads, errors
+// included, and reads again with few allocations.
+func TestSysctlReader(t *testing.T) {
+	for _, tree := range []string{"linux-6.18", "linux-2.6.32", "no-conntrack"} {
+		fs := fixture(t, tree)
+		r := fs.NewSysctlReader()
+		for _, name := range []string{"net.core.somaxconn", "net.ipv4.ip_local_port_range", "net.netfilter.nf_conntrack_max", "net.ipv4.tcp_syncookies", "net/../../etc"} {
+			for range 2 { // the second time from the cached path
+				want, wantErr := fs.Sysctl(name)
+				got, err := r.Read(name)
+				if (err == nil) != (wantErr == nil) || (err != nil && err.Error() != wantErr.Error()) {
+					t.Errorf("%s %s: error %v, Sysctl says %v", tree, name, err, wantErr)
+				}
+				if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("%s %s (-Sysctl +Read):\n%s", tree, name, diff)
+				}
+			}
+		}
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := r.Read("net.ipv4.ip_local_port_range"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		// An os.File and its finalizer; Sysctl takes a dozen.
+		if allocs > 4 {
+			t.Errorf("%s: %v allocations per Read, want at most 4", tree, allocs)
+		}
+	}
 }
