@@ -80,6 +80,8 @@ func (s *Funnel) Setup(ctx context.Context) error {
 	err = s.w.StartClients(ctx, ClientsConfig{
 		Addr: s.Old.Addr(), Reconnect: s.New.Addr(), N: s.Clients, Backoff: "none",
 		DialTimeout: s.DialTimeout, Lifetime: 10 * time.Minute,
+		// 500 a second: the setup is not the storm under test.
+		Ramp: time.Duration(s.Clients) * 2 * time.Millisecond,
 	})
 	if err != nil {
 		return err

@@ -122,6 +122,11 @@ type ClientsConfig struct {
 	DialTimeout time.Duration `json:"dial_timeout"`
 	// Lifetime stops the clients after this long (a safety bound).
 	Lifetime time.Duration `json:"lifetime"`
+	// Ramp spreads the clients' first connects evenly over this time (0:
+	// all at once). A setup that must not itself be a storm uses it: a
+	// connect whose PING times out in an overflowing queue can leave the
+	// server a connection whose client is gone.
+	Ramp time.Duration `json:"ramp,omitempty"`
 }
 
 // ClientsStatus is the state of a client pool.
@@ -476,6 +481,15 @@ func (p *clientPool) run(ctx context.Context, i int, src netip.Addr) {
 				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1) // best effort, as above
 			})
 		},
+	}
+	if p.cfg.Ramp > 0 {
+		t := time.NewTimer(p.cfg.Ramp * time.Duration(i) / time.Duration(p.cfg.N))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
 	attempt := 0
 	first := true
