@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdlayher/netlink"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
@@ -149,10 +150,26 @@ func TestNoSnapshotYet(t *testing.T) {
 
 func TestFailedListenersSource(t *testing.T) {
 	// The LISTEN dump failed: no listener is known, so no listener series,
-	// and no claim that none were dropped.
-	b := collector.NewBuilder(collector.DefaultSchema(), time.Unix(0, 0)).
-		Source(collector.SourceResult{Name: "listeners", Err: errors.New("boom")})
-	got := render(t, b.Snapshot())
+	// and no claim that none were dropped. Sampled through the real
+	// sources, the listeners one unable to reach sock_diag.
+	sources, err := collector.NewSources(collector.Config{
+		Root:      filepath.Join("..", "testdata", "linux-6.18"),
+		Listeners: collector.ListenerConfig{Dial: func() (*netlink.Conn, error) { return nil, errors.New("boom") }},
+		NIC:       collector.NICConfig{Kernel: fixtureHost()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := collector.CloseSources(sources); err != nil {
+			t.Error(err)
+		}
+	})
+	sampler, err := collector.NewSampler(collector.DefaultSchema(), sources, nil, collector.NewHistory(collector.Retention{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := render(t, sampler.Sample(context.Background(), time.Unix(0, 0)))
 	if bytes.Contains(got, []byte("stormwatch_listener_")) || bytes.Contains(got, []byte("stormwatch_listeners_dropped")) {
 		t.Errorf("listener series exported for a failed LISTEN dump:\n%s", got)
 	}
@@ -162,7 +179,7 @@ func TestFailedListenersSource(t *testing.T) {
 
 	// Only the SYN_RECV dump failed: the listeners the LISTEN dump found
 	// are exported, without a SYN_RECV count (no data, not an old one).
-	b = collector.NewBuilder(collector.DefaultSchema(), time.Unix(0, 0)).
+	b := collector.NewBuilder(collector.DefaultSchema(), time.Unix(0, 0)).
 		Source(collector.SourceResult{Name: "listeners", Err: errors.New("SYN_RECV dump: boom")})
 	b.Entity(collector.KindListener, "0.0.0.0", "6379").Set("sockets", 1).Set("accept_queue", 3).Set("accept_queue_limit", 511)
 	got = render(t, b.Snapshot())

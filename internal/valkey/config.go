@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"strconv"
 	"time"
+
+	"github.com/stormwatch/stormwatch/internal/fileread"
 )
 
 // Defaults for the zero values of Config's durations.
@@ -22,6 +23,9 @@ const (
 
 // maxPasswordFileSize caps the password file read.
 const maxPasswordFileSize = 4096
+
+// maxCAFileSize bounds a tls ca_file: room for a large CA bundle.
+const maxCAFileSize = 1 << 20
 
 // Config says how to reach one server. It holds no secret: the password
 // is read from PasswordFile on each connect, so a Config can be logged.
@@ -134,7 +138,7 @@ func (cfg Config) tlsConfig() (*tls.Config, error) {
 		tc.ServerName = host
 	}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pem, err := fileread.Read(t.CAFile, maxCAFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("%w: tls ca_file: %w", ErrInvalidConfig, err)
 		}
@@ -163,18 +167,15 @@ func (cfg Config) tlsConfig() (*tls.Config, error) {
 // readPassword reads a password file: at most maxPasswordFileSize bytes,
 // one trailing "\n" or "\r\n" trimmed, not empty. Errors name the file,
 // never its content.
+// It is read as every file stormwatch is given (internal/fileread): a FIFO
+// or a hung file system fails it instead of blocking the connect.
 func readPassword(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := fileread.Read(path, maxPasswordFileSize)
+	if errors.Is(err, fileread.ErrTooLarge) {
+		return "", fmt.Errorf("password_file %s is over %d bytes", path, maxPasswordFileSize)
+	}
 	if err != nil {
 		return "", fmt.Errorf("password_file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFileSize+1))
-	if err != nil {
-		return "", fmt.Errorf("password_file %s: %w", path, err)
-	}
-	if len(b) > maxPasswordFileSize {
-		return "", fmt.Errorf("password_file %s is over %d bytes", path, maxPasswordFileSize)
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	b = bytes.TrimSuffix(b, []byte("\r"))
