@@ -22,14 +22,10 @@ type Sampler struct {
 	targets *Targets
 	history *History
 	latest  atomic.Pointer[Snapshot]
-	// Timeout bounds each kernel source's Collect call, from its start,
-	// unless Timeouts names the source.
+	// Timeout bounds each kernel source's Collect call, from its start.
+	// (The listeners source bounds its wait for a SYN_RECV dump itself:
+	// ListenerConfig.SynRecvWait.)
 	Timeout time.Duration
-	// Timeouts gives the sources it names (by Declaration.Name) a bound
-	// of their own in place of Timeout. The listeners source waits for a
-	// SYN_RECV dump it started until its bound, then leaves the dump to a
-	// later cycle: a short bound keeps the cycle on its interval.
-	Timeouts map[string]time.Duration
 }
 
 // NewSampler returns a Sampler over sources, laid out by sc, recording
@@ -89,11 +85,7 @@ func (s *Sampler) Sample(ctx context.Context, now time.Time) *Snapshot {
 }
 
 func (s *Sampler) collect(ctx context.Context, src Source, w *Writer) SourceResult {
-	timeout, ok := s.Timeouts[w.decl.Name]
-	if !ok {
-		timeout = s.Timeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
 	start := time.Now()
 	err := src.Collect(ctx, w)
