@@ -20,6 +20,7 @@ build:
 # with counts; PKGS narrows the run.
 PKGS ?= ./...
 test:
+	@test "$$($(GO) env CGO_ENABLED)" = 1 || { echo "make test: the race detector needs cgo: install a C compiler (Debian: gcc)"; exit 1; }
 	$(GO) build -o build/testreport ./internal/testreport
 	$(GO) test -race -count=1 -p 1 -timeout 30m -json $(PKGS) 2>&1 | build/testreport
 

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,26 +31,8 @@ import (
 // solicitations or DAD moving counters behind the test's back).
 func nicNS(tb testing.TB) *netnstest.NS {
 	tb.Helper()
-	if os.Getenv("CI") != "" && os.Geteuid() != 0 {
-		tb.Fatal("kernel test: CI must run the tests as root (they create network namespaces)")
-	}
 	testbin.RequireTools(tb, "ip", "ethtool", "sysctl")
-	ns := netnstest.New(tb)
-	nsRun(tb, ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-	return ns
-}
-
-// nsRun runs a command inside ns and returns its output, failing tb on
-// error.
-func nsRun(tb testing.TB, ns *netnstest.NS, name string, args ...string) []byte {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := ns.Exec(ctx, name, args...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return out
+	return netnstest.NewIPv4Only(tb)
 }
 
 // nicSourceIn makes the built-in sources inside ns and returns the nic
@@ -100,7 +81,7 @@ type ipRX struct {
 func ipLinks(tb testing.TB, ns *netnstest.NS) map[string]ipRX {
 	tb.Helper()
 	var links []ipRX
-	if err := json.Unmarshal(nsRun(tb, ns, "ip", "-s", "-s", "-j", "link", "show"), &links); err != nil {
+	if err := json.Unmarshal(ns.Run(tb, "ip", "-s", "-s", "-j", "link", "show"), &links); err != nil {
 		tb.Fatalf("ip -s -s -j link show: %v", err)
 	}
 	out := map[string]ipRX{}
@@ -196,9 +177,9 @@ func value(t dto.MetricType, m *dto.Metric) float64 {
 // such statistic, nothing for loopback.
 func TestNICSourceSeriesMatchIP(t *testing.T) {
 	a, b := nicNS(t), nicNS(t)
-	nsRun(t, a, "ip", "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b.Name())
-	nsRun(t, a, "ip", "link", "set", "va", "up")
-	nsRun(t, b, "ip", "link", "set", "vb", "up")
+	a.Run(t, "ip", "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", b.Name())
+	a.Run(t, "ip", "link", "set", "va", "up")
+	b.Run(t, "ip", "link", "set", "vb", "up")
 	const frames = 40
 	sendUnknownEtherType(t, a, "va", frames)
 
@@ -218,7 +199,7 @@ func TestNICSourceSeriesMatchIP(t *testing.T) {
 	}
 	// The namespace holds vb and loopback: only vb is reported, and veth
 	// has no allowance statistic, so it has no allowance series.
-	ethtool := string(nsRun(t, b, "ethtool", "-S", "vb"))
+	ethtool := string(b.Run(t, "ethtool", "-S", "vb"))
 	if !strings.Contains(ethtool, "NIC statistics:") || strings.Contains(ethtool, "allowance") {
 		t.Fatalf("ethtool -S vb: want driver statistics without allowances:\n%s", ethtool)
 	}

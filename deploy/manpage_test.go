@@ -96,10 +96,8 @@ func TestManPage(t *testing.T) {
 		}
 	}
 
-	if lexgrog, err := exec.LookPath("lexgrog"); err == nil {
-		out, err := exec.Command(lexgrog, path).CombinedOutput()
-		if err != nil || !strings.Contains(string(out), `"stormwatch - early warning of TCP connection storms on Linux hosts"`) {
-			t.Errorf("lexgrog (whatis) cannot read the NAME line: %v\n%s", err, out)
-		}
+	out, err = exec.Command(testenv.Tool(t, "lexgrog"), path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"stormwatch - early warning of TCP connection storms on Linux hosts"`) {
+		t.Errorf("lexgrog (whatis) cannot read the NAME line: %v\n%s", err, out)
 	}
 }

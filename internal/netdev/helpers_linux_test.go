@@ -3,15 +3,12 @@ package netdev_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stormwatch/stormwatch/internal/netdev"
 	"github.com/stormwatch/stormwatch/internal/netnstest"
@@ -21,29 +18,11 @@ import (
 // newNS returns a fresh network namespace with IPv6 off (no router
 // solicitations, DAD or MLD reports moving counters behind a test's back)
 // for a kernel test. It skips without root or the tools, in -short mode,
-// and fails instead under CI, whose .ci/run runs as root with the tools
-// installed.
+// and fails instead under CI (package testenv).
 func newNS(tb testing.TB) *netnstest.NS {
 	tb.Helper()
-	if os.Getenv("CI") != "" && os.Geteuid() != 0 {
-		tb.Fatal("kernel test: CI must run the tests as root (they create network namespaces)")
-	}
 	testbin.RequireTools(tb, "ip", "ethtool", "sysctl")
-	ns := netnstest.New(tb)
-	run(tb, ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-	return ns
-}
-
-// run runs a command inside ns and returns its output, failing tb on error.
-func run(tb testing.TB, ns *netnstest.NS, name string, args ...string) []byte {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := ns.Exec(ctx, name, args...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return out
+	return netnstest.NewIPv4Only(tb)
 }
 
 // vethPair links aName in a to bName in b (a == b for both ends in one
@@ -53,25 +32,25 @@ func run(tb testing.TB, ns *netnstest.NS, name string, args ...string) []byte {
 // once rather than waiting in the ARP queue, which may drop some.
 func vethPair(tb testing.TB, a, b *netnstest.NS, aName, bName, aAddr, bAddr string) {
 	tb.Helper()
-	run(tb, a, "ip", "link", "add", aName, "type", "veth", "peer", "name", bName, "netns", b.Name())
+	a.Run(tb, "ip", "link", "add", aName, "type", "veth", "peer", "name", bName, "netns", b.Name())
 	for _, end := range []struct {
 		ns         *netnstest.NS
 		name, addr string
 	}{{a, aName, aAddr}, {b, bName, bAddr}} {
 		if end.addr != "" {
-			run(tb, end.ns, "ip", "addr", "add", end.addr, "dev", end.name)
+			end.ns.Run(tb, "ip", "addr", "add", end.addr, "dev", end.name)
 		}
-		run(tb, end.ns, "ip", "link", "set", end.name, "up")
+		end.ns.Run(tb, "ip", "link", "set", end.name, "up")
 	}
 	if bAddr != "" {
 		var link []struct {
 			Address string `json:"address"`
 		}
-		if err := json.Unmarshal(run(tb, b, "ip", "-j", "link", "show", bName), &link); err != nil || len(link) != 1 {
+		if err := json.Unmarshal(b.Run(tb, "ip", "-j", "link", "show", bName), &link); err != nil || len(link) != 1 {
 			tb.Fatalf("ip -j link show %s: %v", bName, err)
 		}
 		ip, _, _ := strings.Cut(bAddr, "/")
-		run(tb, a, "ip", "neigh", "replace", ip, "lladdr", link[0].Address, "dev", aName, "nud", "permanent")
+		a.Run(tb, "ip", "neigh", "replace", ip, "lladdr", link[0].Address, "dev", aName, "nud", "permanent")
 	}
 }
 
@@ -128,7 +107,7 @@ type ethtoolStat struct {
 // ("     name: value", after a "NIC statistics:" header).
 func ethtoolS(tb testing.TB, ns *netnstest.NS, dev string) []ethtoolStat {
 	tb.Helper()
-	out := run(tb, ns, "ethtool", "-S", dev)
+	out := ns.Run(tb, "ethtool", "-S", dev)
 	var stats []ethtoolStat
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {

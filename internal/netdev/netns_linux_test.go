@@ -23,7 +23,7 @@ func vethWithTraffic(t *testing.T) (a, b *netnstest.NS) {
 	t.Helper()
 	a, b = newNS(t), newNS(t)
 	vethPair(t, a, b, "va", "vb", "10.213.0.1/24", "10.213.0.2/24")
-	run(t, b, "ethtool", "-K", "vb", "gro", "on", "rx-udp-gro-forwarding", "on")
+	b.Run(t, "ethtool", "-K", "vb", "gro", "on", "rx-udp-gro-forwarding", "on")
 	sendUDP(t, a, "10.213.0.2:9", sent)
 	return a, b
 }
@@ -152,7 +152,7 @@ func TestLinkCountersMatchIP(t *testing.T) {
 	}
 	before := snapshot(devs)
 	var links []ipLink
-	if err := json.Unmarshal(run(t, a, "ip", "-s", "-s", "-j", "link", "show"), &links); err != nil {
+	if err := json.Unmarshal(a.Run(t, "ip", "-s", "-s", "-j", "link", "show"), &links); err != nil {
 		t.Fatal(err)
 	}
 	if devs, err = r.Read(t.Context()); err != nil {

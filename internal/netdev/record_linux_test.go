@@ -36,7 +36,7 @@ func TestRecordEthtoolFixtures(t *testing.T) {
 	// receiving end (GRO on, so the driver's NAPI path counts it).
 	a, b := newNS(t), newNS(t)
 	vethPair(t, a, b, "va", "vb", "10.213.0.1/24", "10.213.0.2/24")
-	run(t, b, "ethtool", "-K", "vb", "gro", "on", "rx-udp-gro-forwarding", "on")
+	b.Run(t, "ethtool", "-K", "vb", "gro", "on", "rx-udp-gro-forwarding", "on")
 	sendUDP(t, a, "10.213.0.2:9", 300)
 	rb := openIn(t, b, netdev.Options{Include: []string{"vb"}})
 	write(t, "veth-6.18", record(t, rb, "vb"), ethtoolS(t, b, "vb"))

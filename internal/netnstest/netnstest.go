@@ -95,6 +95,32 @@ func New(t testing.TB) *NS {
 	return n
 }
 
+// NewIPv4Only is New with IPv6 turned off in the namespace: no router
+// solicitations, DAD or MLD reports moving interface counters behind a
+// test's back. It needs sysctl(8) (procps).
+func NewIPv4Only(t testing.TB) *NS {
+	t.Helper()
+	Require(t)
+	testenv.Tool(t, "sysctl")
+	n := New(t)
+	n.Run(t, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	return n
+}
+
+// Run runs the named program with args inside the namespace, as Exec does
+// with a minute's bound, and returns its standard output; an error fails
+// t.
+func (n *NS) Run(t testing.TB, name string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := n.Exec(ctx, name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // Name returns the namespace's name, as "ip netns" knows it.
 func (n *NS) Name() string { return n.name }
 

@@ -21,6 +21,7 @@ var Packages = map[string]string{
 	"ethtool":                  "ethtool",
 	"hping3":                   "hping3",
 	"ip":                       "iproute2",
+	"lexgrog":                  "man-db",
 	"make":                     "make",
 	"man":                      "man-db",
 	"nft":                      "nftables",
@@ -38,6 +39,7 @@ var Packages = map[string]string{
 	"sysctl":                   "procps",
 	"systemd-analyze":          "systemd",
 	"systemd-nspawn":           "systemd-container",
+	"unshare":                  "util-linux",
 }
 
 // CI reports whether the tests run under CI: the CI environment variable

