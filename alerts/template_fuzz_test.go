@@ -31,7 +31,7 @@ func FuzzTemplate(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, src string, value float64) {
 		if len(src) > 4<<10 {
-			t.Skip("over the 4 KiB size cap")
+			return // over the 4 KiB size cap: larger inputs only slow the fuzzer
 		}
 		vb := DefaultVocabulary()
 		for scope, sv := range vb.scopes {

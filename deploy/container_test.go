@@ -101,6 +101,12 @@ func TestUnitInContainer(t *testing.T) {
 			t.Logf("mutation %s: %s\n%s", m.Name, m.Why, m.DropIn)
 			rep, code, out := bootContainer(t, nspawn, cache, root, deb, runner, m.DropIn)
 			checkVerdict(t, rep, code, out)
+			// A check that never ran cannot have failed as it must.
+			for _, name := range m.Breaks {
+				if !slices.Contains(checkNames(rep), name) {
+					t.Errorf("check %s did not run with %s (ran: %v)", name, m.Name, checkNames(rep))
+				}
+			}
 			for _, c := range rep.Checks {
 				switch {
 				case slices.Contains(m.Breaks, c.Name) && c.OK:

@@ -22,7 +22,7 @@ func FuzzIndexClients(f *testing.F) {
 	f.Add("id=3 addr=10.0.0.1:99999 laddr=10.0.0.2:6379\nid=4 addr= laddr=:\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		if len(text) > 1<<16 {
-			t.Skip("over the size cap")
+			return // over the size cap: larger inputs only slow the fuzzer
 		}
 		list, err := valkey.ParseClientList(text, 0)
 		if err != nil {

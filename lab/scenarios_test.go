@@ -55,7 +55,7 @@ func TestAcceptQueueOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, lab)
-	alerts := alerting(t, d)
+	requireAlerting(t, d)
 	listener := map[string]string{"addr": "127.0.0.1", "port": strconv.Itoa(s.Port)}
 	before := counters(t, lab)
 
@@ -73,13 +73,11 @@ func TestAcceptQueueOverflow(t *testing.T) {
 	acceptQueueMatchesSS(t, lab, d, s.Port, fill)
 	expectStill(t, lab, scrape(t, d), before, listenOverflows, syncookiesSent, synQueueDrops)
 
-	if alerts {
-		// The warning comes while nothing is lost yet.
-		x := waitAlert(t, d, 15*time.Second, "AcceptQueueNearFull", listener)
-		expectStill(t, lab, x, before, listenOverflows)
-		expectNoAlert(t, x, "AcceptQueueOverflowing")
-		expectNoAlert(t, x, "ListenOverflows")
-	}
+	// The warning comes while nothing is lost yet.
+	x := waitAlert(t, d, 15*time.Second, "AcceptQueueNearFull", listener)
+	expectStill(t, lab, x, before, listenOverflows)
+	expectNoAlert(t, x, "AcceptQueueOverflowing")
+	expectNoAlert(t, x, "ListenOverflows")
 
 	// Past the limit: the queue holds limit+1, the rest is dropped.
 	if _, err := s.Arrive(ctx, s.Limit()+1-fill+20, 300*time.Millisecond); err != nil {
@@ -89,10 +87,8 @@ func TestAcceptQueueOverflow(t *testing.T) {
 	expectMoved(t, lab, d, before, listenOverflows)
 	// The SYN queue never filled: handshakes complete at once on loopback.
 	expectStill(t, lab, scrape(t, d), before, syncookiesSent, synQueueDrops)
-	if alerts {
-		waitAlert(t, d, 10*time.Second, "AcceptQueueOverflowing", listener)
-		waitAlert(t, d, 10*time.Second, "ListenOverflows", nil)
-	}
+	waitAlert(t, d, 10*time.Second, "AcceptQueueOverflowing", listener)
+	waitAlert(t, d, 10*time.Second, "ListenOverflows", nil)
 
 	if err := s.Release(); err != nil {
 		t.Fatal(err)
@@ -115,7 +111,7 @@ func TestSynFlood(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := startDaemon(t, lab, "--collect.syn-recv-interval=1s")
-			alerts := alerting(t, d)
+			requireAlerting(t, d)
 			listener := map[string]string{"addr": "127.0.0.1", "port": strconv.Itoa(s.Port)}
 			before := counters(t, lab)
 
@@ -147,16 +143,14 @@ func TestSynFlood(t *testing.T) {
 			}
 			synRecvMatchesSS(func(n int) bool { return n == fill }, strconv.Itoa(fill))
 			expectStill(t, lab, scrape(t, d), before, syncookiesSent, synQueueCookies, synQueueDrops, listenOverflows)
-			if alerts {
-				x := waitAlert(t, d, 15*time.Second, "SynQueueNearFull", listener)
-				expectStill(t, lab, x, before, syncookiesSent, synQueueCookies, synQueueDrops)
-				expectNoAlert(t, x, "SynCookiesSent")
-				expectNoAlert(t, x, "SynDropped")
-				if cookies == 0 {
-					expectAlert(t, x, "SyncookiesDisabled", nil)
-				} else {
-					expectNoAlert(t, x, "SyncookiesDisabled")
-				}
+			x := waitAlert(t, d, 15*time.Second, "SynQueueNearFull", listener)
+			expectStill(t, lab, x, before, syncookiesSent, synQueueCookies, synQueueDrops)
+			expectNoAlert(t, x, "SynCookiesSent")
+			expectNoAlert(t, x, "SynDropped")
+			if cookies == 0 {
+				expectAlert(t, x, "SyncookiesDisabled", nil)
+			} else {
+				expectNoAlert(t, x, "SyncookiesDisabled")
 			}
 
 			if _, err := s.Flood(ctx, s.SynQueueLimit()/2); err != nil {
@@ -168,15 +162,11 @@ func TestSynFlood(t *testing.T) {
 			if cookies == 1 {
 				expectMoved(t, lab, d, before, syncookiesSent, synQueueCookies)
 				expectStill(t, lab, scrape(t, d), before, synQueueDrops, listenOverflows)
-				if alerts {
-					waitAlert(t, d, 10*time.Second, "SynCookiesSent", nil)
-				}
+				waitAlert(t, d, 10*time.Second, "SynCookiesSent", nil)
 			} else {
 				expectMoved(t, lab, d, before, synQueueDrops)
 				expectStill(t, lab, scrape(t, d), before, syncookiesSent, synQueueCookies, listenOverflows)
-				if alerts {
-					waitAlert(t, d, 10*time.Second, "SynDropped", nil)
-				}
+				waitAlert(t, d, 10*time.Second, "SynDropped", nil)
 			}
 			acceptQueueMatchesSS(t, lab, d, s.Port, 0)
 		})
@@ -195,7 +185,7 @@ func TestConntrackFill(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, lab)
-	alerts := alerting(t, d)
+	requireAlerting(t, d)
 	restore, err := s.LowerLimit()
 	if errors.Is(err, stormlab.ErrHostBusy) {
 		testenv.Require(t, "a host conntrack table quiet enough to lower the global nf_conntrack_max", err)
@@ -261,11 +251,9 @@ func TestConntrackFill(t *testing.T) {
 		}
 	}
 	noDrops(scrape(t, d))
-	if alerts {
-		x := waitAlert(t, d, 15*time.Second, "ConntrackTableNearFull", map[string]string{"severity": "warning"})
-		noDrops(x)
-		expectNoAlert(t, x, "ConntrackDropping")
-	}
+	x := waitAlert(t, d, 15*time.Second, "ConntrackTableNearFull", map[string]string{"severity": "warning"})
+	noDrops(x)
+	expectNoAlert(t, x, "ConntrackDropping")
 
 	if _, err := s.Open(ctx, s.Limit/5); err != nil {
 		t.Fatal(err)
@@ -286,10 +274,8 @@ func TestConntrackFill(t *testing.T) {
 		}
 		return nil
 	})
-	if alerts {
-		waitAlert(t, d, 10*time.Second, "ConntrackDropping", nil)
-		waitAlert(t, d, 10*time.Second, "ConntrackTableNearFull", map[string]string{"severity": "critical"})
-	}
+	waitAlert(t, d, 10*time.Second, "ConntrackDropping", nil)
+	waitAlert(t, d, 10*time.Second, "ConntrackTableNearFull", map[string]string{"severity": "critical"})
 }
 
 // TestReconnectStorm restarts redis-server under a pool of clients that
@@ -350,7 +336,7 @@ func TestBenignChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, lab)
-	alerts := alerting(t, d)
+	requireAlerting(t, d)
 	before := counters(t, lab)
 	w := stormlab.NewWatcher(d, s.Port)
 	w.Start(100 * time.Millisecond)
@@ -382,15 +368,13 @@ func TestBenignChurn(t *testing.T) {
 		}
 	}
 	t.Logf("%d daemon samples, accept queue peaked at %.0f%% of its limit", len(w.Samples()), 100*peak)
-	if alerts {
-		for _, name := range []string{"AcceptQueueNearFull", "AcceptQueueFullSoon", "AcceptQueueOverflowing", "ListenOverflows",
-			"SynQueueNearFull", "SynCookiesSent", "SynDropped", "ConnectionRateSurge"} {
-			if at := w.FirstAlert(name, "firing"); !at.IsZero() {
-				t.Errorf("%s fired on benign churn at %v", name, at.Format(time.StampMilli))
-			}
+	for _, name := range []string{"AcceptQueueNearFull", "AcceptQueueFullSoon", "AcceptQueueOverflowing", "ListenOverflows",
+		"SynQueueNearFull", "SynCookiesSent", "SynDropped", "ConnectionRateSurge"} {
+		if at := w.FirstAlert(name, "firing"); !at.IsZero() {
+			t.Errorf("%s fired on benign churn at %v", name, at.Format(time.StampMilli))
 		}
-		if got := x["stormwatch_alerts"]; len(got) > 0 {
-			t.Errorf("alerts active after benign churn: %s", describeAlerts(x))
-		}
+	}
+	if got := x["stormwatch_alerts"]; len(got) > 0 {
+		t.Errorf("alerts active after benign churn: %s", describeAlerts(x))
 	}
 }

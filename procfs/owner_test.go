@@ -147,7 +147,7 @@ func FuzzParseProcessStat(f *testing.F) {
 	f.Add([]byte("1 ()) R"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 4096 {
-			t.Skip("over the size cap")
+			return // over the size cap: larger inputs only slow the fuzzer
 		}
 		p, err := parseProcessStat(b)
 		if err != nil {

@@ -240,7 +240,7 @@ func FuzzParseConntrackStat(f *testing.F) {
 	f.Add([]byte("entries drop\n1 2\n3\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<16 {
-			t.Skip("over the fuzz size cap")
+			return // over the fuzz size cap: larger inputs only slow the fuzzer
 		}
 		st, err := parseConntrackStat(bytes.NewReader(b))
 		if err == nil && len(st.CPUs) == 0 {
@@ -255,7 +255,7 @@ func FuzzParseSysctl(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<16 {
-			t.Skip("over the fuzz size cap")
+			return // over the fuzz size cap: larger inputs only slow the fuzzer
 		}
 		v, err := parseSysctl(bytes.NewReader(b))
 		if err == nil && len(v) == 0 {

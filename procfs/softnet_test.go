@@ -321,7 +321,7 @@ func FuzzParseSoftnetStat(f *testing.F) {
 	f.Add([]byte("1 2 3 4 5 6 7 8 9\n1 2 3\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<16 {
-			t.Skip("over the fuzz size cap")
+			return // over the fuzz size cap: larger inputs only slow the fuzzer
 		}
 		st, err := parseSoftnetStat(bytes.NewReader(b))
 		if err != nil {

@@ -413,7 +413,7 @@ func FuzzDecodeConfig(f *testing.F) {
 	f.Add([]byte("valkey:\n  targets:\n    - address: a:1\n      timeout: 1s\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 64<<10 {
-			t.Skip("over the fuzz size cap")
+			return // over the fuzz size cap: larger inputs only slow the fuzzer
 		}
 		doc := decodeConfig("fuzz.yml", data, &sectionConfig{})
 		if err := doc.errs.err(); err != nil {

@@ -52,7 +52,7 @@ func FuzzStringSet(f *testing.F) {
 	f.Add([]byte("pps_allowance_exceeded\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<16 {
-			t.Skip("over the fuzz size cap")
+			return // over the fuzz size cap: larger inputs only slow the fuzzer
 		}
 		names, err := parseStringSet(b)
 		if err != nil {

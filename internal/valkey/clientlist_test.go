@@ -70,7 +70,7 @@ func FuzzParseClientList(f *testing.F) {
 	f.Add("id=1  flags=SM age=99999999999999\r\n", int64(0))
 	f.Fuzz(func(t *testing.T, text string, self int64) {
 		if len(text) > 1<<16 {
-			t.Skip("over the size cap")
+			return // over the size cap: larger inputs only slow the fuzzer
 		}
 		list, err := ParseClientList(text, self)
 		if err != nil {

@@ -134,7 +134,7 @@ func FuzzParseInfo(f *testing.F) {
 	f.Add("#\n:\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		if len(text) > 1<<16 {
-			t.Skip("over the size cap")
+			return // over the size cap: larger inputs only slow the fuzzer
 		}
 		info, err := ParseInfo(text)
 		if err != nil {
