@@ -165,10 +165,6 @@ const (
 	// stays a storm signal when the dumps after it fail.
 	synFillingHold = 10 * time.Second
 
-	// maxDumpAttempts bounds the restarts of an interrupted or overrun dump
-	// within one cycle.
-	maxDumpAttempts = 3
-
 	// intervalSlack lets a dump due at SynRecvInterval run on the tick that
 	// lands a little early.
 	intervalSlack = 100 * time.Millisecond
@@ -190,9 +186,6 @@ const (
 // no data in this cycle when the source as a whole succeeded (a dump that
 // ran out of time); "" otherwise.
 const attrSynRecvError = "syn_recv_error"
-
-// errDumpInterrupted: the kernel kept flagging a dump inconsistent.
-var errDumpInterrupted = errors.New("sock_diag dump kept being interrupted (NLM_F_DUMP_INTR)")
 
 // inetFamilies are the address families dumped, in order.
 var inetFamilies = [...]uint8{unix.AF_INET, unix.AF_INET6}
@@ -326,8 +319,6 @@ type listenerKey struct {
 
 // listenerMeta is what the source keeps of a listener beyond a Listener.
 type listenerMeta struct {
-	// dualStack is true for a :: listener taking IPv4 connections.
-	dualStack bool
 	// inode is one of its sockets' inodes (the first dumped), to find its
 	// owner.
 	inode uint32
@@ -355,9 +346,9 @@ type listenerSource struct {
 	// Per-cycle scratch, reused.
 	cur        []Listener
 	meta       []listenerMeta
-	index      map[listenerKey]int
-	hasFamily  [2]bool // a kept listener came from inetFamilies[i]
-	unmatched  int     // SYN_RECV requests with no kept listener
+	lst        sockdiag.Listeners // cur's listeners by address and port, as the kernel picks them
+	hasFamily  [2]bool            // a kept listener came from inetFamilies[i]
+	unmatched  int                // SYN_RECV requests with no kept listener
 	listenFn   func(sockdiag.Msg)
 	v6Disabled bool // the kernel has no AF_INET6 inet_diag
 	order      []int
@@ -420,7 +411,6 @@ func newListenerSource(cfg ListenerConfig, fs *procfs.FS) (*listenerSource, erro
 			}
 			return c, nil
 		},
-		index:      make(map[listenerKey]int),
 		last:       make(map[listenerKey]uint32),
 		labels:     make(map[listenerKey]*listenerLabels),
 		cadence:    synRecvCadence{interval: cfg.SynRecvInterval},
@@ -612,7 +602,7 @@ func (l *listenerSource) finishSynRecv(j *synRecvJob) (retry bool, err error) {
 	case errors.Is(j.err, unix.ENOBUFS):
 		l.nobufs++
 		l.dropSynConn()
-		if j.attempt < maxDumpAttempts {
+		if j.attempt < sockdiag.MaxDumpAttempts {
 			return true, nil
 		}
 		err = fmt.Errorf("gave up after %d attempts: %w", j.attempt, j.err)
@@ -664,11 +654,11 @@ func (l *listenerSource) dumpListen(ctx context.Context) error {
 		default:
 			l.retries++
 		}
-		if attempt == maxDumpAttempts {
+		if attempt == sockdiag.MaxDumpAttempts {
 			if err != nil {
 				return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 			}
-			return fmt.Errorf("gave up after %d attempts: %w", attempt, errDumpInterrupted)
+			return fmt.Errorf("gave up after %d attempts: %w", attempt, sockdiag.ErrDumpInterrupted)
 		}
 	}
 }
@@ -762,7 +752,7 @@ func (l *listenerSource) dropSynConn() error {
 func (l *listenerSource) resetListeners() {
 	l.cur = l.cur[:0]
 	l.meta = l.meta[:0]
-	clear(l.index)
+	l.lst.Reset()
 	l.hasFamily = [2]bool{}
 }
 
@@ -779,19 +769,13 @@ func (l *listenerSource) addListenSocket(m sockdiag.Msg) {
 	if m.State != sockdiag.TCPListen || !l.keepPort(m.SrcPort) {
 		return
 	}
-	k := listenerKey{addr: m.Src.Unmap(), port: m.SrcPort}
-	i, ok := l.index[k]
-	if !ok {
-		i = len(l.cur)
-		l.index[k] = i
-		l.cur = append(l.cur, Listener{Addr: k.addr, Port: k.port})
+	i, _ := l.lst.Add(m)
+	if i == len(l.cur) { // a listener not seen before in this dump
+		l.cur = append(l.cur, Listener{Addr: m.Src.Unmap(), Port: m.SrcPort})
 		l.meta = append(l.meta, listenerMeta{inode: m.Inode})
 	}
 	if m.Family == unix.AF_INET6 {
 		l.hasFamily[1] = true
-		if !m.V6Only && k.addr == netip.IPv6Unspecified() {
-			l.meta[i].dualStack = true
-		}
 	} else {
 		l.hasFamily[0] = true
 	}

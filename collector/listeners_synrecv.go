@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"runtime"
 	"time"
 
@@ -63,7 +62,7 @@ func (j *synRecvJob) add(m sockdiag.Msg) {
 }
 
 // run dumps, restarting a dump the kernel flagged inconsistent up to
-// maxDumpAttempts times in all, on the job's connection.
+// sockdiag.MaxDumpAttempts times in all, on the job's connection.
 func (j *synRecvJob) run(ctx context.Context) {
 	j.retries, j.refused, j.v6Disabled, j.err = 0, false, false, nil
 	for attempt := 1; ; attempt++ {
@@ -77,8 +76,8 @@ func (j *synRecvJob) run(ctx context.Context) {
 			return
 		}
 		j.retries++
-		if attempt == maxDumpAttempts {
-			j.err = fmt.Errorf("gave up after %d attempts: %w", attempt, errDumpInterrupted)
+		if attempt == sockdiag.MaxDumpAttempts {
+			j.err = fmt.Errorf("gave up after %d attempts: %w", attempt, sockdiag.ErrDumpInterrupted)
 			return
 		}
 	}
@@ -198,36 +197,19 @@ func (d *synRecvDumper) close(out bool) *synRecvJob {
 }
 
 // mapRequests adds the request sockets of counts to the listeners they
-// were addressed to (listenerFor); what maps to no kept listener is
-// counted in l.unmatched.
+// were addressed to, as the kernel picks the listener
+// (sockdiag.Listeners.Lookup); what maps to no kept listener is counted in
+// l.unmatched.
 func (l *listenerSource) mapRequests(counts map[listenerKey]uint32) {
 	for i := range l.cur {
 		l.cur[i].SynRecv = 0
 	}
 	l.unmatched = 0
 	for k, n := range counts {
-		if i, ok := l.listenerFor(k.addr, k.port); ok {
+		if i, ok := l.lst.Lookup(k.addr, k.port); ok {
 			l.cur[i].SynRecv += n
 		} else {
 			l.unmatched += int(n)
 		}
 	}
-}
-
-// listenerFor finds the kept listener receiving a handshake to addr:port.
-func (l *listenerSource) listenerFor(addr netip.Addr, port uint16) (int, bool) {
-	if i, ok := l.index[listenerKey{addr, port}]; ok {
-		return i, true
-	}
-	if addr.Is4() {
-		if i, ok := l.index[listenerKey{netip.IPv4Unspecified(), port}]; ok {
-			return i, true
-		}
-		if i, ok := l.index[listenerKey{netip.IPv6Unspecified(), port}]; ok && l.meta[i].dualStack {
-			return i, true
-		}
-		return 0, false
-	}
-	i, ok := l.index[listenerKey{netip.IPv6Unspecified(), port}]
-	return i, ok
 }

@@ -702,14 +702,14 @@ func TestListenersRestarts(t *testing.T) {
 		},
 		{
 			name: "always interrupted", interrupt: 100, wantDials: 1, wantReqs: []string{listen, listen, listen},
-			wantErr:  errDumpInterrupted,
+			wantErr:  sockdiag.ErrDumpInterrupted,
 			wantInfo: synInfo{Retries: 3},
 		},
 		{
 			// The SYN_RECV part gives up; the LISTEN part stands.
 			name: "SYN_RECV always interrupted", interrupt: 100, intrOnly: sockdiag.TCPFSynRecv, wantDials: 2,
 			wantReqs: []string{listen, synRecv, synRecv, synRecv}, wantTable: true,
-			wantErr:  errDumpInterrupted,
+			wantErr:  sockdiag.ErrDumpInterrupted,
 			wantInfo: synInfo{Retries: 3},
 		},
 		{
