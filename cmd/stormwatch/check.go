@@ -115,24 +115,13 @@ func runCheck(f *checkFlags, stdout, stderr io.Writer) int {
 		}
 		cfg.Valkey.Targets = append(cfg.Valkey.Targets, t)
 	}
-	sources, err := collector.NewSources(cfg)
+	sm, _, err := openSampling(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
 		return exitUnknown
 	}
-	defer collector.CloseSources(sources)
-	targetSources, err := collector.NewTargetSources(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
-		return exitUnknown
-	}
-	defer collector.CloseTargetSources(targetSources)
-	schema := collector.DefaultSchema()
-	targets, err := collector.NewTargets(schema, targetSources...)
-	if err != nil {
-		fmt.Fprintf(stderr, "stormwatch: %v\n", err)
-		return exitUnknown
-	}
+	defer sm.close()
+	schema, sources, targets := sm.schema, sm.sources, sm.targets
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	targets.Start(ctx)

@@ -75,26 +75,15 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 	}
 	rules := conf.rules
 	cfg.Valkey = conf.valkey
-	sources, err := collector.NewSources(cfg)
+	sm, failed, err := openSampling(cfg)
 	if err != nil {
-		logger.Error("cannot open the kernel sources", "err", oneLine(err))
+		logger.Error(failed, "err", oneLine(err))
 		return exitUnknown
 	}
-	defer collector.CloseSources(sources)
-	targetSources, err := collector.NewTargetSources(cfg)
-	if err != nil {
-		logger.Error("invalid target configuration", "err", oneLine(err))
-		return exitUnknown
-	}
-	defer collector.CloseTargetSources(targetSources)
-	schema := collector.DefaultSchema()
-	targets, err := collector.NewTargets(schema, targetSources...)
-	if err != nil {
-		logger.Error("cannot start the target sources", "err", oneLine(err))
-		return exitUnknown
-	}
+	defer sm.close()
+	schema, targets := sm.schema, sm.targets
 	history := collector.NewHistory(f.collect.retention(rules))
-	sampler, err := collector.NewSampler(schema, sources, targets, history)
+	sampler, err := collector.NewSampler(schema, sm.sources, targets, history)
 	if err != nil {
 		logger.Error("cannot start sampling", "err", oneLine(err))
 		return exitUnknown
@@ -111,7 +100,7 @@ func runDaemon(f *daemonFlags, logger *slog.Logger) int {
 		return exitUnknown
 	}
 
-	rl := &reloader{configFile: f.configFile, collect: &f.collect, engine: engine, history: history, targets: targetSources, logger: logger}
+	rl := &reloader{configFile: f.configFile, collect: &f.collect, engine: engine, history: history, targets: sm.targetSources, logger: logger}
 	rl.succeeded(time.Now())
 
 	reg := prometheus.NewRegistry()
@@ -737,4 +726,38 @@ func (c notifierCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(notifyFailedDesc, prometheus.CounterValue, float64(s.Failed))
 	ch <- prometheus.MustNewConstMetric(notifyDroppedDesc, prometheus.CounterValue, float64(s.Dropped))
 	ch <- prometheus.MustNewConstMetric(notifyQueueDesc, prometheus.GaugeValue, float64(s.Queued))
+}
+
+// sampling is what the daemon and check sample with: cfg's kernel
+// sources, its target sources and the Targets running them, over the
+// default schema.
+type sampling struct {
+	sources       []collector.Source
+	targetSources []collector.TargetSource
+	schema        *collector.Schema
+	targets       *collector.Targets
+}
+
+// openSampling opens cfg's sources. On an error, failed says in words
+// which step failed (for the daemon's log line); what it opened is closed.
+func openSampling(cfg collector.Config) (s *sampling, failed string, err error) {
+	s = &sampling{schema: collector.DefaultSchema()}
+	if s.sources, err = collector.NewSources(cfg); err != nil {
+		return nil, "cannot open the kernel sources", err
+	}
+	if s.targetSources, err = collector.NewTargetSources(cfg); err != nil {
+		s.close()
+		return nil, "invalid target configuration", err
+	}
+	if s.targets, err = collector.NewTargets(s.schema, s.targetSources...); err != nil {
+		s.close()
+		return nil, "cannot start the target sources", err
+	}
+	return s, "", nil
+}
+
+// close closes the sources.
+func (s *sampling) close() {
+	collector.CloseSources(s.sources)
+	collector.CloseTargetSources(s.targetSources)
 }
