@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/stormwatch/stormwatch/internal/errtext"
 )
 
 // TextOptions shape the text report.
@@ -176,9 +178,9 @@ func (p *printer) clients(indent string, c *Clients) {
 			p.printf("%s  %-12s none\n", indent, st.name)
 			continue
 		}
-		from := "from " + plural(st.c.Prefixes, "prefix", "prefixes")
+		from := "from " + errtext.Plural(st.c.Prefixes, "prefix", "prefixes")
 		if st.c.Approximate {
-			from = "from more than " + plural(st.c.Prefixes, "prefix", "prefixes") + " (counts are upper bounds)"
+			from = "from more than " + errtext.Plural(st.c.Prefixes, "prefix", "prefixes") + " (counts are upper bounds)"
 		}
 		p.printf("%s  %-12s %d %s\n", indent, st.name, st.c.Total, from)
 		for _, t := range st.c.Top {
@@ -191,16 +193,9 @@ func (p *printer) clients(indent string, c *Clients) {
 		if more := st.c.Prefixes - len(st.c.Top); more > 0 || st.c.Other > 0 {
 			what := "other prefixes"
 			if more > 0 && !st.c.Approximate {
-				what = plural(more, "more prefix", "more prefixes")
+				what = errtext.Plural(more, "more prefix", "more prefixes")
 			}
 			p.printf("%s    %-28s %7d\n", indent, what, st.c.Other)
 		}
 	}
-}
-
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.Itoa(n) + " " + many
 }

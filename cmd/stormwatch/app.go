@@ -196,8 +196,8 @@ func newCLI(stdout, stderr io.Writer) *cli {
 		&d.maxRequests, 0, "10")
 	runCmd.Flag("config", "Config file (rules to load); without it the built-in rules run.").
 		PlaceHolder("FILE").StringVar(&d.configFile)
-	alertmanagerURLsFlag(runCmd.Flag("alertmanager.url", "Alertmanager to send alerts to, e.g. http://127.0.0.1:9093 (repeatable)."),
-		&d.alertmanagerURLs)
+	httpURLsFlag(runCmd.Flag("alertmanager.url", "Alertmanager to send alerts to, e.g. http://127.0.0.1:9093 (repeatable)."),
+		&d.alertmanagerURLs, "an Alertmanager URL", "http://127.0.0.1:9093")
 	durationFlag(runCmd.Flag("alertmanager.resend-delay", "How often a firing alert is sent again.").Default("1m"),
 		&d.alertmanagerResend, 0, true, "1m")
 	durationFlag(runCmd.Flag("alertmanager.timeout", "Timeout of one send to Alertmanager.").Default("10s"),

@@ -271,27 +271,6 @@ func wrapFlag(c *kingpin.FlagClause, v kingpin.Value, noun string, options ...st
 	c.HintOptions(options...)
 }
 
-// alertmanagerURLsFlag accepts an http(s) URL with a host, and is
-// repeatable.
-func alertmanagerURLsFlag(c *kingpin.FlagClause, p *[]string) {
-	const what, example = "an Alertmanager URL (http:// or https:// and a host)", "http://127.0.0.1:9093"
-	const accept = what + " (e.g. " + example + ")"
-	setValue(c, &flagValue{
-		accept: accept, what: what, example: example,
-		set: func(s string) error {
-			u, err := url.Parse(s)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return fmt.Errorf("%s is not %s", quote(s), accept)
-			}
-			*p = append(*p, s)
-			return nil
-		},
-		get:        func() string { return strings.Join(*p, ",") },
-		cumulative: true,
-	})
-	c.PlaceHolder("URL")
-}
-
 // dirFlag accepts an existing directory; what says which.
 func dirFlag(c *kingpin.FlagClause, p *string, what, example string) {
 	accept := fmt.Sprintf("%s (e.g. %s)", what, example)

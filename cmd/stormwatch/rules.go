@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/stormwatch/stormwatch/alerts"
+	"github.com/stormwatch/stormwatch/internal/errtext"
 )
 
 // rulesFlags are the flags of `stormwatch rules`.
@@ -13,14 +14,6 @@ type rulesFlags struct {
 	checkMode  bool
 	check      []string
 	vocabulary bool
-}
-
-// plural says "1 rule", "0 rules", "15 rules".
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }
 
 // runRules prints the effective rules, or with --check validates rules
@@ -47,7 +40,7 @@ func runRules(f *rulesFlags, stdout, stderr io.Writer) int {
 				code = exitUnknown
 				continue
 			}
-			fmt.Fprintf(stdout, "%s: %s, valid\n", path, plural(len(rules), "rule", "rules"))
+			fmt.Fprintf(stdout, "%s: %s, valid\n", path, errtext.Plural(len(rules), "rule", "rules"))
 		}
 		return code
 	}

@@ -118,3 +118,12 @@ func Count(n int) string {
 	}
 	return b.String()
 }
+
+// Plural says n of a thing: "1 rule", "3 rules" (one and many are the
+// singular and plural words).
+func Plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
