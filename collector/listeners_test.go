@@ -931,6 +931,9 @@ func TestListenersSortOrder(t *testing.T) {
 	ls := []Listener{
 		{Addr: v6Any, Port: 80}, {Addr: netip.MustParseAddr("10.0.0.1"), Port: 80},
 		{Addr: v4Any, Port: 80}, {Addr: v4Any, Port: 22},
+		// By port first, as numbers: 6379 after 80, 10.0.0.1:22 before
+		// 0.0.0.0:80 (neither label order would give that).
+		{Addr: v4Any, Port: 6379}, {Addr: netip.MustParseAddr("10.0.0.1"), Port: 22},
 	}
 	k := &fakeKernel{}
 	for _, l := range ls {
@@ -945,7 +948,7 @@ func TestListenersSortOrder(t *testing.T) {
 	for _, l := range Listeners(s) {
 		got = append(got, netip.AddrPortFrom(l.Addr, l.Port).String())
 	}
-	want := []string{"0.0.0.0:22", "0.0.0.0:80", "10.0.0.1:80", "[::]:80"}
+	want := []string{"0.0.0.0:22", "10.0.0.1:22", "0.0.0.0:80", "10.0.0.1:80", "[::]:80", "0.0.0.0:6379"}
 	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}

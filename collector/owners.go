@@ -46,6 +46,8 @@ type ownerCache struct {
 	hidden string
 	// scanErr is the last scan's failure to list processes at all.
 	scanErr error
+	// read is refresh's scratch: each process's stat as read this time.
+	read map[int]procfs.Process
 }
 
 // errOwnerGone: the process a scan found owning the socket has exited or
@@ -96,7 +98,11 @@ func (c *ownerCache) update(now time.Time, inodes []uint32, busy map[int]bool) {
 // never the old process) until a scan looks them up again.
 func (c *ownerCache) refresh(pids map[int]bool) bool {
 	ok := true
-	read := map[int]procfs.Process{}
+	if c.read == nil {
+		c.read = map[int]procfs.Process{}
+	}
+	read := c.read
+	clear(read)
 	for ino, o := range c.byInode {
 		pid := o.proc.PID
 		if o.err != nil || (pids != nil && !pids[pid]) {

@@ -175,15 +175,12 @@ type Caveat struct {
 	Text string
 }
 
-// covers reports whether a rule mentioning value name attaches to it.
-func (it *Item) covers(name string) bool {
+// Covers reports whether a rule mentioning the value named name attaches
+// to the item.
+func (it *Item) Covers(name string) bool {
 	return name != "" && (name == it.Value || name == it.Limit || name == it.Ratio ||
 		slices.Contains(it.Rate, name) || slices.Contains(it.Related, name))
 }
-
-// Covers reports whether a rule mentioning the value named name attaches
-// to the item.
-func (it *Item) Covers(name string) bool { return it.covers(name) }
 
 // Declaration is everything a source measures, declared once.
 type Declaration struct {
@@ -482,16 +479,6 @@ func (sc *Schema) KindIndex(name string) (int, bool) {
 	return i, ok
 }
 
-// KindOwner returns the name of the source that owns kind name ("" for
-// the host).
-func (sc *Schema) KindOwner(name string) string {
-	i, ok := sc.kindByN[name]
-	if !ok || sc.kinds[i].source < 0 {
-		return ""
-	}
-	return sc.decls[sc.kinds[i].source].Name
-}
-
 // Attrs returns the attribute names of kind name, in slot order.
 func (sc *Schema) Attrs(kind string) []string {
 	i, ok := sc.kindByN[kind]
@@ -565,9 +552,6 @@ func (sc *Schema) Source(name string) (*Declaration, bool) {
 	}
 	return sc.decls[i], true
 }
-
-// NumParts is the number of source parts (see Value.Part).
-func (sc *Schema) NumParts() int { return len(sc.parts) }
 
 // SourceIndex returns the index of the source named name.
 func (sc *Schema) SourceIndex(name string) (int, bool) {

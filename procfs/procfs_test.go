@@ -58,8 +58,8 @@ func TestSysctl(t *testing.T) {
 
 func TestParseSysctlErrors(t *testing.T) {
 	for _, in := range []string{"", "  \n", "abc", "12 x", "99999999999999999999"} {
-		if _, err := parseSysctl(bytes.NewReader([]byte(in))); !errors.Is(err, ErrFileParse) {
-			t.Errorf("parseSysctl(%q) error = %v, want ErrFileParse", in, err)
+		if _, err := parseSysctlBytes([]byte(in), nil); !errors.Is(err, ErrFileParse) {
+			t.Errorf("parseSysctlBytes(%q) error = %v, want ErrFileParse", in, err)
 		}
 	}
 }
@@ -257,7 +257,7 @@ func FuzzParseSysctl(f *testing.F) {
 		if len(b) > 1<<16 {
 			return // over the fuzz size cap: larger inputs only slow the fuzzer
 		}
-		v, err := parseSysctl(bytes.NewReader(b))
+		v, err := parseSysctlBytes(b, nil)
 		if err == nil && len(v) == 0 {
 			t.Errorf("no error but no values for %q", b)
 		}
@@ -274,7 +274,7 @@ func FuzzParseSysctl(f *testing.F) {
 		}
 		wantOK = wantOK && len(want) > 0
 		if (err == nil) != wantOK || (err == nil && !slices.Equal(v, want)) {
-			t.Errorf("parseSysctl(%q) = %v, %v; strconv says %v (ok %v)", b, v, err, want, wantOK)
+			t.Errorf("parseSysctlBytes(%q) = %v, %v; strconv says %v (ok %v)", b, v, err, want, wantOK)
 		}
 	})
 }

@@ -103,15 +103,6 @@ func readFull(f *os.File, buf []byte) (int, error) {
 	return n, nil
 }
 
-// parseSysctl parses a sysctl file holding whitespace-separated integers.
-func parseSysctl(r io.Reader) ([]int64, error) {
-	b, err := io.ReadAll(io.LimitReader(r, maxFileSize))
-	if err != nil {
-		return nil, err
-	}
-	return parseSysctlBytes(b, nil)
-}
-
 // parseSysctlBytes parses b's whitespace-separated integers (as
 // strings.Fields and strconv.ParseInt would), appending them to dst.
 func parseSysctlBytes(b []byte, dst []int64) ([]int64, error) {
