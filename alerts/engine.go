@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -266,12 +265,7 @@ func (e *Engine) Eval(now time.Time, h *collector.History) ([]Transition, error)
 		}
 		trs = rs.advance(now, out, e.opts, trs)
 	}
-	slices.SortFunc(trs, func(a, b Transition) int {
-		return cmp.Or(
-			strings.Compare(a.Alert.Name(), b.Alert.Name()),
-			strings.Compare(a.Alert.Fingerprint(), b.Alert.Fingerprint()),
-		)
-	})
+	slices.SortFunc(trs, func(a, b Transition) int { return compareAlerts(&a.Alert, &b.Alert) })
 	e.snapshot()
 	return trs, errors.Join(errs...)
 }
@@ -488,12 +482,16 @@ func (e *Engine) snapshot() {
 			e.active = append(e.active, *a)
 		}
 	}
-	slices.SortFunc(e.active, func(a, b Alert) int {
-		return cmp.Or(
-			strings.Compare(a.Name(), b.Name()),
-			strings.Compare(a.Fingerprint(), b.Fingerprint()),
-		)
-	})
+	slices.SortFunc(e.active, func(a, b Alert) int { return compareAlerts(&a, &b) })
+}
+
+// compareAlerts orders alerts by name, then by labels: the fingerprint,
+// which sorts the labels, is built only for alerts of the same name.
+func compareAlerts(a, b *Alert) int {
+	if c := strings.Compare(a.Name(), b.Name()); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Fingerprint(), b.Fingerprint())
 }
 
 // Active returns the pending and firing alerts, sorted by name then
