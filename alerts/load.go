@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -21,13 +19,12 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"github.com/prometheus/common/model"
 	"github.com/stormwatch/stormwatch/collector"
+	"github.com/stormwatch/stormwatch/internal/yamldoc"
 	"gopkg.in/yaml.v3"
 )
 
 var (
 	nameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
-	// yamlLineRE picks the line out of a yaml.v3 syntax error.
-	yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
 // ruleFields are the fields a rule may have, in the order they are
@@ -103,19 +100,13 @@ func resolve(n *yaml.Node) *yaml.Node {
 }
 
 func (ld *loader) syntaxError(err error) {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		ld.errAt(line, 0, "", "syntax error: "+m[2])
-		return
-	}
-	ld.errAt(0, 0, "", "syntax error: "+msg)
+	line, msg := yamldoc.Syntax(err)
+	ld.errAt(line, 0, "", "syntax error: "+msg)
 }
 
 func (ld *loader) load(data []byte) []*Rule {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
+	doc, err := yamldoc.Decode(data)
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			ld.errAt(1, 1, "", `empty rules file: want a "rules" list`)
 		} else {
@@ -123,13 +114,12 @@ func (ld *loader) load(data []byte) []*Rule {
 		}
 		return nil
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		ld.errorf(&extra, "", "only one YAML document is allowed")
-	} else if !errors.Is(err, io.EOF) {
-		ld.syntaxError(err)
+	if doc.Extra != nil {
+		ld.errorf(doc.Extra, "", "only one YAML document is allowed")
+	} else if doc.RestErr != nil {
+		ld.syntaxError(doc.RestErr)
 	}
-	root := &doc
+	root := &doc.Root
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		root = resolve(root.Content[0])
 	}

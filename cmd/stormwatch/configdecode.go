@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stormwatch/stormwatch/internal/errtext"
+	"github.com/stormwatch/stormwatch/internal/yamldoc"
 )
 
 // The config file is decoded by walking its YAML nodes against the Go type
@@ -153,7 +153,6 @@ var (
 	yamlUnmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 	durationType        = reflect.TypeFor[time.Duration]()
-	yamlLineRE          = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	yamlTypeErrorRE     = regexp.MustCompile(`^line \d+: `)
 )
 
@@ -163,21 +162,19 @@ var (
 // recorded in the returned configDoc with its line and column.
 func decodeConfig(file string, data []byte, out any) *configDoc {
 	doc := &configDoc{file: file, pos: map[string]position{}}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var root yaml.Node
-	if err := dec.Decode(&root); err != nil {
+	d, err := yamldoc.Decode(data)
+	if err != nil {
 		if !errors.Is(err, io.EOF) { // EOF: an empty file, all defaults
 			doc.syntaxError(err)
 		}
 		return doc
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		doc.errAt(&extra, "", "only one YAML document is allowed")
-	} else if !errors.Is(err, io.EOF) {
-		doc.syntaxError(err)
+	if d.Extra != nil {
+		doc.errAt(d.Extra, "", "only one YAML document is allowed")
+	} else if d.RestErr != nil {
+		doc.syntaxError(d.RestErr)
 	}
-	n := &root
+	n := &d.Root
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
 			return doc
@@ -190,12 +187,8 @@ func decodeConfig(file string, data []byte, out any) *configDoc {
 }
 
 func (d *configDoc) syntaxError(err error) {
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		d.errs.add(&configError{File: d.file, Line: line, Msg: "syntax error: " + m[2]})
-		return
-	}
-	d.errs.add(&configError{File: d.file, Msg: "syntax error: " + strings.TrimPrefix(err.Error(), "yaml: ")})
+	line, msg := yamldoc.Syntax(err)
+	d.errs.add(&configError{File: d.file, Line: line, Msg: "syntax error: " + msg})
 }
 
 type walker struct {
