@@ -106,6 +106,8 @@ var listenersDecl = &Declaration{
 			Help: "Listeners that matched the port filters but were not exported because of the listener cap."},
 		lsnSynRecvHost: {Name: "syn_recv", Kind: Gauge, Unit: "handshakes", Part: partSynRecv,
 			Help: "half-open handshakes (SYN_RECV) to all reported listeners"},
+		// syn_recv under its other name: both were in the rule
+		// vocabulary before values were declared, and rules may use either.
 		lsnSynRecvTotal: {Name: "syn_recv_total", Kind: Gauge, Unit: "handshakes", Part: partSynRecv,
 			Help: "half-open handshakes (SYN_RECV) to all reported listeners"},
 		lsnSynRecvLastDump: {Name: "syn_recv_last_dump", Kind: Gauge, Unit: "seconds", Metric: "syn_recv_last_dump_timestamp_seconds",
