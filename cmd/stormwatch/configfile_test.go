@@ -416,6 +416,12 @@ func FuzzDecodeConfig(f *testing.F) {
 			return // over the fuzz size cap: larger inputs only slow the fuzzer
 		}
 		doc := decodeConfig("fuzz.yml", data, &sectionConfig{})
+		for _, e := range doc.errs.list {
+			var ce *configError
+			if !errors.As(e, &ce) || ce.File != "fuzz.yml" {
+				t.Errorf("error %v is not a configError of fuzz.yml", e)
+			}
+		}
 		if err := doc.errs.err(); err != nil {
 			if n := len(err.Error()); n > 12*1024 {
 				t.Errorf("error text of %d bytes", n)
