@@ -685,12 +685,12 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 				if err != nil {
 					return err
 				}
-				b.WriteString(strings.TrimPrefix(s, "txt:"))
+				b.WriteString(s)
 				b.WriteString("\r\n")
 			}
 			text = b.String()
 		}
-		info, err = ParseInfo(strings.TrimPrefix(text, "txt:"))
+		info, err = ParseInfo(text)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
@@ -822,7 +822,7 @@ func (c *Client) Clients(ctx context.Context) ([]ClientInfo, error) {
 		if err != nil {
 			return err
 		}
-		list, err = ParseClientList(strings.TrimPrefix(text, "txt:"), self)
+		list, err = ParseClientList(text, self)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
